@@ -1,0 +1,52 @@
+"""State and the shared update rule of the multi-learner algorithms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ddl.backends.base import Collective
+from ddl.learners import LearnerCompute
+
+
+@dataclass
+class LearnerState:
+    """Everything that evolves during training for this worker's m learners (explicit, checkpointable).
+
+    ``W`` [m, P] flat weights; ``buffers`` BatchNorm statistics {name: [m, ...]}; ``momentum`` [m, P] or None.
+    The data-stream position is ``step`` itself (streams are pure functions of it).
+    """
+
+    W: torch.Tensor
+    buffers: dict[str, torch.Tensor]
+    momentum: torch.Tensor | None = None
+    step: int = 0
+
+
+class Algorithm:
+    """An update: where the gradient is taken and what is averaged.  Subclasses define :meth:`step`."""
+
+    name = ""
+
+    def __init__(self, compute: LearnerCompute, comm: Collective, momentum: float = 0.0):
+        self.compute = compute
+        self.comm = comm
+        self.mu = momentum
+
+    def direction(self, state: LearnerState, G: torch.Tensor, W: torch.Tensor, weight_decay: float) -> torch.Tensor:
+        """Heavy-ball direction from gradients ``G`` at weights ``W`` (same shape), updating the buffers."""
+        if weight_decay:
+            G = G + weight_decay * W
+        if self.mu:
+            if state.momentum is None:
+                state.momentum = torch.zeros_like(G)
+            state.momentum.mul_(self.mu).add_(G)
+            return state.momentum
+        return G
+
+    def step(
+        self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float
+    ) -> torch.Tensor:
+        """One iteration for this worker's learners; returns their minibatch losses [m]."""
+        raise NotImplementedError

@@ -1,0 +1,28 @@
+"""Synchronous SGD: every learner takes its gradient at the average w̄ and all gradients are averaged.
+
+    w_a(t+1) = w̄(t) − α · (1/n) Σ_b ∇L_{μ_b}(w̄(t))
+
+All learners therefore hold w̄ after every step (one model, batch B = n·b).  Weight decay and momentum act on
+the averaged gradient (the momentum buffer is the same on every learner, as in data-parallel SGD).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ddl.algorithms.base import Algorithm, LearnerState
+
+
+class SSGD(Algorithm):
+    name = "ssgd"
+
+    def step(
+        self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float
+    ) -> torch.Tensor:
+        w_bar = state.W[0]
+        g_sum, losses, state.buffers = self.compute.sum_grads_shared(w_bar, state.buffers, xs, ys)
+        g = self.comm.allreduce_sum(g_sum) / self.comm.n
+        d = self.direction(state, g.unsqueeze(0), w_bar.unsqueeze(0), weight_decay)
+        state.W = (w_bar - lr * d[0]).expand_as(state.W).clone()
+        state.step += 1
+        return losses

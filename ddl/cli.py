@@ -1,0 +1,123 @@
+"""The ``ddl`` command: ``train``, ``analyze``, ``demo``.
+
+Training flags are generated from :class:`ddl.config.TrainConfig`, so the CLI, config files and the Python
+API accept the same names.  Bad input ends with one line ``ddl: error: --flag: …`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from ddl.config import ConfigError, TrainConfig, read_config_file
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{help_} (default: {default})"}
+        hint = hints[f.name]
+        base = [a for a in typing.get_args(hint) if a is not type(None)]
+        typ = base[0] if base else hint
+        if typ is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(typ) is list:
+            kw.update(nargs="*", type=typing.get_args(typ)[0])
+        else:
+            kw["type"] = typ
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+        p.add_argument(flag, **kw)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < ``--config`` file < explicit flags."""
+    values: dict = {}
+    if getattr(args, "config", None):
+        values.update(read_config_file(args.config))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(values).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddl",
+        description="Simulate and run multi-learner training (SSGD vs DPSGD) and explain generalization with "
+        "the activity-weight duality.",
+        epilog="examples:\n"
+        "  ddl train --algo dpsgd --learners 16 --batch-size 25 --lr 0.5 --epochs 50 --out runs/dp\n"
+        "  torchrun --nproc-per-node 2 -m ddl.cli train --backend torchrun --algo ssgd --learners 16\n"
+        "  ddl analyze runs/dp --layer fc2\n"
+        "  ddl demo --out runs/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,demo}")
+    tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
+    tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
+    _add_config_flags(tr)
+    tr.set_defaults(func=_cmd_train)
+
+    try:
+        from analysis.cli import add_analyze_arguments, run_analyze
+    except ImportError:  # the analysis stage is optional at import time of the trainer
+        add_analyze_arguments = run_analyze = None
+    if add_analyze_arguments is not None:
+        an = sub.add_parser("analyze", help="activity-weight duality decomposition of a run's averaged model")
+        add_analyze_arguments(an)
+        an.set_defaults(func=run_analyze)
+
+    demo = sub.add_parser("demo", help="SSGD vs DPSGD on the embedded MNIST-5k, then analysis")
+    demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epoch budget")
+    demo.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to run (default: 0 1 2)")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if cfg.backend == "sim":
+        from ddl.train import train
+
+        res = train(cfg)
+    else:
+        from ddl.launch import train_distributed
+
+        res = train_distributed(cfg, args)
+    if res is not None and res.out is not None:
+        f = res.final
+        msg = f"{res.status} after {res.steps} steps"
+        if res.diverged_step is not None:
+            msg = f"diverged at step {res.diverged_step}"
+        if f:
+            msg += f": train loss {f['train_loss']:.4g}, test acc {f['test_acc']:.4f}"
+        print(f"{msg}; run directory {res.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ddl.demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, seeds=args.seeds)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        parser.exit(2, f"ddl: error: {msg}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

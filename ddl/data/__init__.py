@@ -1,0 +1,10 @@
+"""Data sets held in memory as tensors: the embedded MNIST-5k, MNIST/Fashion-MNIST/CIFAR-10 from disk.
+
+Every loader returns a :class:`Dataset`; :func:`load_dataset` is the one entry point the trainer and the
+analysis use, so that a run directory's config rebuilds exactly the same split, subset and label noise.
+"""
+
+from ddl.data.augment import augment_cifar
+from ddl.data.dataset import DATASETS, DataError, Dataset, load_dataset
+
+__all__ = ["Dataset", "DataError", "load_dataset", "DATASETS", "augment_cifar"]

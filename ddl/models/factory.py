@@ -1,0 +1,71 @@
+"""Build a model by name, with the init options the paper sweeps (PyTorch default or Xavier, times s)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ddl.models.cifar import densenet121, resnet18
+from ddl.models.cnn import LeNet
+from ddl.models.mlp import MLP
+
+MODELS = ("mlp", "cnn", "resnet18", "densenet121")
+INITS = ("default", "xavier")
+
+
+class ModelError(ValueError):
+    """Bad model request: one line naming the flag and what it accepts."""
+
+
+def build_model(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int = 10,
+    *,
+    hidden: tuple[int, ...] = (30, 30),
+    bias: bool = False,
+    dropout: float = 0.0,
+    init: str = "default",
+    init_scale: float = 1.0,
+    seed: int | None = None,
+) -> nn.Module:
+    """A freshly initialised model; with ``seed`` the initial weights depend on it alone.
+
+    ``bias`` and ``dropout`` apply to the MLP (the paper's default is no bias, no dropout); the CNN always has
+    biases, the torchvision models keep theirs.  ``init='xavier'`` re-initialises every conv/linear weight
+    Xavier-uniform (biases zero); any init is then multiplied by ``init_scale`` (the paper's ``s``).
+    """
+    if name not in MODELS:
+        raise ModelError(f"--model: unknown model {name!r}; accepted: {', '.join(MODELS)}")
+    if init not in INITS:
+        raise ModelError(f"--init: unknown init {init!r}; accepted: {', '.join(INITS)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    if name == "mlp":
+        model = MLP(input_shape, num_classes, tuple(hidden), bias=bias, dropout=dropout)
+    elif name == "cnn":
+        model = LeNet(input_shape, num_classes)
+    elif name == "resnet18":
+        model = resnet18(input_shape, num_classes)
+    else:
+        model = densenet121(input_shape, num_classes)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                if init == "xavier":
+                    nn.init.xavier_uniform_(m.weight)
+                    if m.bias is not None:
+                        m.bias.zero_()
+                if init_scale != 1.0:
+                    m.weight.mul_(init_scale)
+                    if m.bias is not None:
+                        m.bias.mul_(init_scale)
+    return model
+
+
+def last_linear_name(model: nn.Module) -> str:
+    """Qualified name of the last ``nn.Linear`` in module order (the default analysed layer)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ModelError("model has no nn.Linear layer to analyse")
+    return names[-1]

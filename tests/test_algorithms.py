@@ -1,0 +1,152 @@
+"""SSGD and DPSGD against plain, obviously-correct single-model implementations (MATH.md §7)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddl.algorithms import Mixer
+from ddl.backends import SimCollective
+from ddl.flat import FlatSpec
+from ddl.topology import complete, ring
+from ddl.train import Trainer
+
+
+def run_steps(cfg, k):
+    """Trainer after k steps, with the weights after every step."""
+    tr = Trainer(cfg)
+    spe = tr.stream.steps_per_epoch
+    ws = []
+    for step in range(k):
+        xs, ys = tr.batch(step)
+        tr.algo.step(tr.state, xs, ys, cfg.lr, cfg.weight_decay if step // spe < (cfg.wd_stop_epoch or 10**9) else 0)
+        ws.append(tr.state.W.clone())
+    return tr, ws
+
+
+@pytest.mark.parametrize("momentum,wd", [(0.0, 0.0), (0.9, 5e-3)])
+def test_ssgd_n_learners_equals_large_batch_torch_sgd(small_cfg, momentum, wd):
+    k = 12
+    cfg = small_cfg(algo="ssgd", learners=4, batch_size=25, lr=0.1, momentum=momentum, weight_decay=wd)
+    tr, ws = run_steps(cfg, k)
+    # oracle: one nn.Module, torch.optim.SGD, batch 100 = the union of the 4 learners' minibatches
+    single = small_cfg(algo="ssgd", learners=1, batch_size=100, lr=0.1, momentum=momentum, weight_decay=wd)
+    ref = Trainer(single)
+    model = copy.deepcopy(ref.model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum, weight_decay=wd)
+    spec = FlatSpec.of(model)
+    for step in range(k):
+        idx = ref.stream.indices(step, [0])[0]
+        union = tr.stream.indices(step, range(4)).flatten()
+        assert torch.equal(idx, union)
+        opt.zero_grad()
+        F.cross_entropy(model(ref.x_train[idx]), ref.y_train[idx]).backward()
+        opt.step()
+        w = spec.flatten(model)
+        for a in range(4):
+            assert (ws[step][a] - w).abs().max() <= 1e-6, f"step {step} learner {a}"
+
+
+def test_ssgd_vmap_equals_loop_oracle(small_cfg):
+    a, wa = run_steps(small_cfg(algo="ssgd", learners=4, batch_size=10, sim_mode="vmap"), 5)
+    b, wb = run_steps(small_cfg(algo="ssgd", learners=4, batch_size=10, sim_mode="loop"), 5)
+    for x, y in zip(wa, wb):
+        assert (x - y).abs().max() <= 1e-6
+
+
+def dpsgd_oracle(cfg, topology, k):
+    """DPSGD written the slow way: one nn.Module per learner, neighbour average by an explicit double loop."""
+    tr = Trainer(cfg)
+    n = cfg.learners
+    models = [copy.deepcopy(tr.model) for _ in range(n)]
+    spec = FlatSpec.of(tr.model)
+    bufs = [torch.zeros(spec.numel, dtype=tr.dtype) for _ in range(n)]
+    out = []
+    for step in range(k):
+        idx = tr.stream.indices(step, range(n))
+        grads, ws = [], []
+        for a, m in enumerate(models):
+            m.train()
+            m.zero_grad()
+            F.cross_entropy(m(tr.x_train[idx[a]]), tr.y_train[idx[a]]).backward()
+            g = torch.cat([p.grad.reshape(-1) for p in m.parameters()])
+            w = spec.flatten(m)
+            g = g + cfg.weight_decay * w
+            bufs[a] = cfg.momentum * bufs[a] + g
+            grads.append(bufs[a] if cfg.momentum else g)
+            ws.append(w)
+        for a, m in enumerate(models):
+            mixed = sum(float(topology.matrix[a, j]) * ws[j] for j in range(n))
+            spec.load(m, mixed - cfg.lr * grads[a])
+        out.append(torch.stack([spec.flatten(m) for m in models]))
+    return out
+
+
+@pytest.mark.parametrize("topo", ["ring", "complete"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_dpsgd_equals_per_learner_oracle(small_cfg, topo, momentum):
+    cfg = small_cfg(algo="dpsgd", learners=6, batch_size=10, lr=0.2, topology=topo, momentum=momentum,
+                    weight_decay=1e-3)
+    _, ws = run_steps(cfg, 8)
+    ref = dpsgd_oracle(cfg, ring(6) if topo == "ring" else complete(6), 8)
+    for step, (x, y) in enumerate(zip(ws, ref)):
+        assert (x - y).abs().max() <= 1e-6, step
+    assert (ws[-1] - ws[-1].mean(0)).abs().max() > 1e-4 or topo == "complete"  # learners really differ
+
+
+def test_dpsgd_ring_of_three_equals_complete_graph(small_cfg):
+    _, a = run_steps(small_cfg(algo="dpsgd", learners=3, batch_size=10, topology="ring"), 10)
+    _, b = run_steps(small_cfg(algo="dpsgd", learners=3, batch_size=10, topology="complete"), 10)
+    for x, y in zip(a, b):
+        assert (x - y).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 16])
+def test_mixing_preserves_average(n):
+    torch.manual_seed(n)
+    W = torch.randn(n, 1000, dtype=torch.float64)
+    mixer = Mixer(ring(n), SimCollective(n))
+    mixed = mixer.finish(W, mixer.start(W))
+    assert torch.allclose(mixed.mean(0), W.mean(0), atol=1e-12)
+    # and it is M @ W
+    assert torch.allclose(mixed, ring(n).matrix @ W, atol=1e-12)
+
+
+def test_topologies_doubly_stochastic():
+    for t in (ring(7), complete(7), ring(2), ring(1)):
+        M = t.matrix
+        assert torch.allclose(M, M.T)
+        assert torch.allclose(M.sum(0), torch.ones(t.n, dtype=M.dtype))
+        assert torch.allclose(M.sum(1), torch.ones(t.n, dtype=M.dtype))
+    assert ring(7).neighbours(0) == [0, 1, 6]
+    assert 0 < ring(16).spectral_gap < complete(16).spectral_gap == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
+def test_vmap_equals_loop_resnet18_with_batchnorm(tmp_path, algo):
+    """The vectorized learner step equals the per-learner loop on ResNet-18 (BatchNorm per learner)."""
+    from ddl.config import TrainConfig
+    from ddl.data import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    n_tr = 24
+    data = Dataset("synthetic", torch.randn(n_tr, 3, 8, 8, generator=g), torch.randint(0, 10, (n_tr,), generator=g),
+                   torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g),
+                   torch.ones(n_tr, dtype=torch.bool), torch.zeros(n_tr, dtype=torch.long), 10)
+    res = {}
+    for mode in ("vmap", "loop"):
+        cfg = TrainConfig(algo=algo, learners=3, batch_size=4, lr=0.05, model="resnet18", sim_mode=mode,
+                          dtype="float64", progress=False, out=str(tmp_path / mode), momentum=0.9)
+        tr = Trainer(cfg, data=data)
+        for step in range(2):
+            xs, ys = tr.batch(step)
+            tr.algo.step(tr.state, xs, ys, cfg.lr, 0.0)
+        res[mode] = tr.state
+    a, b = res["vmap"], res["loop"]
+    assert (a.W - b.W).abs().max() <= 1e-8
+    for k in a.buffers:
+        assert torch.allclose(a.buffers[k].double(), b.buffers[k].double(), atol=1e-8), k
+    # learners keep their own BatchNorm statistics
+    rm = a.buffers["bn1.running_mean"]
+    assert (rm[0] - rm[1]).abs().max() > 0
