@@ -68,7 +68,17 @@ class TrainConfig:
     augment: bool = _f(False, "CIFAR random crop + horizontal flip")
     # execution
     backend: str = _f("sim", "where learners run", choices=BACKENDS)
-    sim_mode: str = _f("vmap", "simulated learners: vmap (fast) or loop (oracle)", choices=("vmap", "loop"))
+    dist_backend: str = _f("auto", "torch.distributed backend (torchrun; ray with --ray-transport torch): "
+                           "auto = nccl when GPUs are used, else gloo", choices=("auto", "gloo", "nccl"))
+    workers: int | None = _f(None, "worker processes K, each holding n/K learners (ray: actors, default one per "
+                             "learner up to the cluster's CPUs; torchrun: must equal the launched world size)")
+    address: str | None = _f(None, "ray: address of an existing cluster, HOST:PORT, ray://HOST:PORT or auto "
+                             "(default: start a local cluster)")
+    ray_transport: str = _f("torch", "ray: how actors move tensors: torch (torch.distributed in the actors) or "
+                            "objects (Ray object store)", choices=("torch", "objects"))
+    sim_mode: str = _f(
+        "auto", "learner gradients: auto (fastest available), vmap, or loop (oracle)", choices=("auto", "vmap", "loop")
+    )
     device: str = _f("auto", "cpu, cuda, cuda:K or auto")
     dtype: str = _f("float32", "parameter dtype", choices=DTYPES)
     seed: int = _f(0, "seed of the initial weights, data split and minibatch streams")

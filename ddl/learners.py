@@ -3,7 +3,9 @@
 Two implementations of the same function:
 
 * ``vmap`` (fast path): ``torch.func.vmap(grad(loss))`` over the learners, one batched kernel per layer;
-* ``loop`` (oracle): a plain Python loop calling ``functional_call`` + ``torch.autograd.grad`` per learner.
+* ``loop`` (oracle): a plain Python loop calling ``functional_call`` + ``torch.autograd.grad`` per learner;
+* ``auto`` (default): the hand-written batched MLP backward of :mod:`ddl.fastmlp` where the model allows it,
+  otherwise ``vmap``.
 
 BatchNorm: every learner keeps its own running statistics (stacked buffers [m, ...]); they are updated from
 the learner's own minibatch exactly as on a separate device, and are never communicated during training.
@@ -20,21 +22,26 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ddl import fastmlp
+from ddl.fastmlp import StackedMLP
 from ddl.flat import FlatSpec
 
-MODES = ("vmap", "loop")
+MODES = ("auto", "vmap", "loop")
 
 
 class LearnerCompute:
     """Gradients of each learner's minibatch loss at that learner's weights."""
 
-    def __init__(self, model: nn.Module, spec: FlatSpec, mode: str = "vmap"):
+    def __init__(self, model: nn.Module, spec: FlatSpec, mode: str = "auto"):
         if mode not in MODES:
             raise ValueError(f"--sim-mode: unknown mode {mode!r}; accepted: {', '.join(MODES)}")
         self.model = model
         self.spec = spec
         self.mode = mode
         self.has_buffers = bool(spec.buffer_names)
+        self.fast = StackedMLP(model, spec) if mode == "auto" and fastmlp.supports(model) else None
+        if mode == "auto":
+            self.mode = "vmap"
         self._vgrad = vmap(grad(self._loss, has_aux=True), in_dims=(0, 0, 0, 0), randomness="different")
 
     def _loss(self, w, buffers, x, y):
@@ -48,6 +55,9 @@ class LearnerCompute:
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """``(G [m, P], losses [m], new_buffers)`` for weights ``W`` [m, P], inputs ``xs`` [m, b, ...]."""
         self.model.train()
+        if self.fast is not None:
+            G, losses = self.fast.grads(W, xs, ys)
+            return G, losses, buffers
         if self.mode == "vmap":
             G, (losses, new_buffers) = self._vgrad(W, buffers, xs, ys)
             return G, losses, new_buffers

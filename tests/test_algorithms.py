@@ -48,9 +48,11 @@ def test_ssgd_n_learners_equals_large_batch_torch_sgd(small_cfg, momentum, wd):
             assert (ws[step][a] - w).abs().max() <= 1e-6, f"step {step} learner {a}"
 
 
-def test_ssgd_vmap_equals_loop_oracle(small_cfg):
-    a, wa = run_steps(small_cfg(algo="ssgd", learners=4, batch_size=10, sim_mode="vmap"), 5)
-    b, wb = run_steps(small_cfg(algo="ssgd", learners=4, batch_size=10, sim_mode="loop"), 5)
+@pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
+@pytest.mark.parametrize("mode", ["vmap", "auto"])
+def test_mlp_vectorized_step_equals_loop_oracle(small_cfg, algo, mode):
+    a, wa = run_steps(small_cfg(algo=algo, learners=4, batch_size=10, sim_mode=mode), 5)
+    b, wb = run_steps(small_cfg(algo=algo, learners=4, batch_size=10, sim_mode="loop"), 5)
     for x, y in zip(wa, wb):
         assert (x - y).abs().max() <= 1e-6
 
