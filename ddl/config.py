@@ -52,6 +52,9 @@ class TrainConfig:
     stop_acc: float = _f(0.99, "training accuracy required by the loss stop rule")
     eval_every: int = _f(1, "evaluate the averaged model every this many epochs")
     eval_samples: int | None = _f(None, "evaluate on at most this many train/test samples (default: all)")
+    measure_noise: int = _f(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)")
+    noise_samples: int = _f(1000, "training samples for the full gradient and Hessian of the noise measurement")
+    noise_top_k: int = _f(5, "top Hessian eigen-directions tracked by the noise measurement")
     # model
     model: str = _f("mlp", "model", choices=("mlp", "cnn", "resnet18", "densenet121"))
     hidden: list[int] = _fl([30, 30], "MLP hidden widths")

@@ -6,6 +6,7 @@ Layout::
       config.json            resolved TrainConfig (+ "ddl_version", "world" for distributed runs)
       metrics.jsonl          one JSON object per evaluation (step, epoch, lr, train/test loss & acc,
                              consensus distance, wall time, …)
+      noise.jsonl            with --measure-noise K: SSGD/DPSGD noise, sharpness, projections (analysis.noise)
       summary.json           status ("converged", "max_epochs", "diverged"), steps, final metrics
       checkpoints/
         averaged.pt          state_dict of the averaged model w̄ (BatchNorm buffers averaged)
@@ -83,6 +84,10 @@ class Run:
 
     def metrics(self) -> list[dict]:
         p = self.path / "metrics.jsonl"
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+    def noise(self) -> list[dict]:
+        p = self.path / "noise.jsonl"
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
 
     def dataset(self):

@@ -90,7 +90,11 @@ class Trainer:
             buffers={k: v.unsqueeze(0).repeat(m, *([1] * v.dim())) for k, v in bufs.items()},
         )
         self.out = Path(cfg.out) if cfg.out else default_out(cfg)
-        self._eval_model = None
+        self.noise = None
+        if cfg.measure_noise:
+            from analysis.noise import NoiseMeter
+
+            self.noise = NoiseMeter(self, cfg.noise_samples, cfg.noise_top_k)
 
     # ---- averaged model and evaluation -------------------------------------------------------------
     def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -157,6 +161,10 @@ class Trainer:
         while step < total:
             lr = learning_rate(cfg, step, spe)
             xs, ys = self.batch(step)
+            if self.noise is not None and step % cfg.measure_noise == 0:
+                rec = self.noise.measure(step, xs, ys)
+                if main:
+                    append_jsonl(self.out / "noise.jsonl", rec)
             losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, spe))
             step = self.state.step
             if first_bad == math.inf and not bool(torch.isfinite(losses).all()):
@@ -206,7 +214,7 @@ class Trainer:
         if (out / "config.json").exists() and not self.cfg.overwrite:
             raise ConfigError(f"--out: {out} already holds a run (pass --overwrite to replace it)")
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics.jsonl", "summary.json"):
+        for stale in ("metrics.jsonl", "noise.jsonl", "summary.json"):
             (out / stale).unlink(missing_ok=True)
         cfg = self.cfg.to_dict()
         cfg["out"] = str(out)

@@ -1,0 +1,143 @@
+"""Landscape-dependent noise of multi-learner SGD at the average weight w̄ (MATH.md §8, paper Fig. 6).
+
+Measured during training (``ddl train --measure-noise K``, every K steps, on every backend):
+
+* SSGD noise ``ξ = ∇L_B(w̄) − ∇L(w̄)``: the all-learner minibatch gradient at w̄ minus the gradient of the
+  training loss over a fixed sample of the training set (``--noise-samples``);
+* DPSGD's extra noise ``η_DP = (1/n) Σ_a [∇L_{μ_a}(w_a) − ∇L_{μ_a}(w̄)]`` and its linearisation
+  ``(1/n) Σ_a H_{μ_a}(w̄) δw_a`` (Hessian-vector products), with their relative difference;
+* the landscape's sharpness: the top Hessian eigenvalues of the training loss at w̄ (Lanczos on HVPs, whole
+  model, warm-started from the previous measurement), and the consensus distance mean_a ‖δw_a‖²;
+* the share of ‖η_DP‖², of Σ_a‖δw_a‖² and of ‖ξ‖² that lies in the span of the top-k eigenvectors (a random
+  direction would put k/P there).
+
+Everything is computed from the learners' own minibatches of the step about to be taken; BatchNorm running
+statistics are left untouched (the measurement works on copies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import grad, jvp, vmap
+
+
+def lanczos_top(
+    matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, k: int, iters: int, v0: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float64, device=None, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest-algebraic ``k`` eigenpairs of a symmetric operator by Lanczos with full re-orthogonalisation.
+
+    Returns ``(eigenvalues [k] descending, eigenvectors [dim, k])``.  ``matvec`` takes and returns [dim]
+    vectors of the operator's own dtype; the Krylov basis is kept in ``dtype``.
+    """
+    iters = min(iters, dim)
+    q = v0.to(device=device, dtype=dtype).clone() if v0 is not None else torch.randn(
+        dim, dtype=dtype, generator=generator).to(device)
+    q /= q.norm()
+    Q = torch.zeros(iters, dim, dtype=dtype, device=device)
+    alpha = torch.zeros(iters, dtype=dtype)
+    beta = torch.zeros(iters, dtype=dtype)
+    m = iters
+    for j in range(iters):
+        Q[j] = q
+        w = matvec(q).to(dtype)
+        alpha[j] = torch.dot(w, q)
+        # full re-orthogonalisation (twice is enough) keeps the Ritz values free of ghost copies
+        w -= Q[: j + 1].T @ (Q[: j + 1] @ w)
+        w -= Q[: j + 1].T @ (Q[: j + 1] @ w)
+        b = w.norm()
+        if j + 1 < iters:
+            beta[j] = b
+            if b <= 1e-12 * max(1.0, float(alpha[: j + 1].abs().max())):
+                m = j + 1
+                break
+            q = w / b
+    T = torch.diag(alpha[:m]) + torch.diag(beta[: m - 1], 1) + torch.diag(beta[: m - 1], -1)
+    evals, evecs = torch.linalg.eigh(T)
+    order = evals.argsort(descending=True)[:k]
+    vecs = Q[:m].T @ evecs[:, order].to(device)
+    return evals[order], vecs
+
+
+class NoiseMeter:
+    """Measures the noise terms for one worker's learners; all workers call :meth:`measure` together."""
+
+    def __init__(self, trainer, samples: int = 1000, top_k: int = 5, iters: int = 20):
+        self.t = trainer
+        self.top_k = top_k
+        self.iters = iters
+        d = trainer.data
+        clean = torch.nonzero(d.clean_mask).flatten()
+        g = torch.Generator().manual_seed(trainer.cfg.seed + 4242)
+        pick = clean[torch.randperm(clean.numel(), generator=g)[:samples]]
+        self.x = d.x_train[pick].to(trainer.device, trainer.dtype)
+        self.y = d.y_train[pick].to(trainer.device)
+        self._v0: torch.Tensor | None = None
+        loss = trainer.compute._loss  # (w, buffers, x, y) -> (loss, aux); clones buffers internally
+        self._grad = grad(loss, has_aux=True)
+
+        def hvp(w, v, buffers, x, y):
+            return jvp(lambda w_: self._grad(w_, buffers, x, y)[0], (w,), (v,))[1]
+
+        self._hvp = hvp
+        self._hvp_learners = vmap(hvp, in_dims=(None, 0, 0, 0, 0), randomness="different")
+
+    def _full_grad_and_hvp(self, w_bar, buffers):
+        g = self._grad(w_bar, buffers, self.x, self.y)[0]
+        return g, (lambda v: self._hvp(w_bar, v.to(w_bar.dtype), buffers, self.x, self.y))
+
+    def measure(self, step: int, xs: torch.Tensor, ys: torch.Tensor) -> dict:
+        tr, comm = self.t, self.t.comm
+        n, m = comm.n, comm.m
+        tr.model.train()
+        W = tr.state.W
+        w_bar, bufs_bar = tr.averaged()
+        delta = W - w_bar
+        bufs = {k: v.clone() for k, v in tr.state.buffers.items()}
+        G_own, _, _ = tr.compute.grads(W, bufs, xs, ys)
+        G_bar, _, _ = tr.compute.grads(w_bar.expand(m, -1).contiguous(), bufs, xs, ys)
+        HD = self._hvp_learners(w_bar, delta, bufs, xs, ys)
+        sums = comm.allreduce_sum(torch.stack([(G_own - G_bar).sum(0), G_bar.sum(0), HD.sum(0)]))
+        eta, g_mb, eta_lin = sums[0] / n, sums[1] / n, sums[2] / n
+        # curvature at w̄ is computed on the main worker and broadcast, so every worker projects the same way
+        P = w_bar.numel()
+        k = min(self.top_k, P)
+        packed = torch.zeros(P * (k + 1) + k, dtype=w_bar.dtype, device=w_bar.device)
+        if comm.is_main:
+            g_full, matvec = self._full_grad_and_hvp(w_bar, bufs_bar)
+            gen = torch.Generator().manual_seed(tr.cfg.seed + step)
+            evals, V = lanczos_top(matvec, P, k, self.iters, v0=self._v0, device=w_bar.device, generator=gen)
+            packed[:P] = g_full
+            packed[P : P * (k + 1)] = V.T.reshape(-1).to(w_bar.dtype)
+            packed[P * (k + 1) :] = evals.to(w_bar.dtype)
+        packed = comm.broadcast(packed, 0)
+        g_full = packed[:P]
+        V = packed[P : P * (k + 1)].view(k, P).T.double()
+        evals = packed[P * (k + 1) :].double()
+        self._v0 = V[:, 0].clone()
+        xi = g_mb - g_full
+        d64 = delta.double()
+        dw_sq = float(comm.allreduce_sum((d64**2).sum().reshape(1))[0])
+        dw_top = comm.allreduce_sum(((d64 @ V) ** 2).sum(0))  # [k]
+        eta64, lin64, xi64 = eta.double(), eta_lin.double(), xi.double()
+        eta_sq = float(eta64 @ eta64)
+        rec = {
+            "step": step,
+            "epoch": step / tr.stream.steps_per_epoch,
+            "ssgd_noise_sq": float(xi64 @ xi64),
+            "dpsgd_noise_sq": eta_sq,
+            "dpsgd_noise_lin_sq": float(lin64 @ lin64),
+            "dpsgd_lin_rel_err": float((eta64 - lin64).norm() / eta64.norm()) if eta_sq > 0 else 0.0,
+            "total_noise_sq": float((xi64 + eta64) @ (xi64 + eta64)),
+            "grad_full_sq": float(g_full.double() @ g_full.double()),
+            "consensus": dw_sq / n,
+            "top_eigenvalues": evals.tolist(),
+            "sharpness": float(evals[0]),
+            "eta_top_share": ((eta64 @ V) ** 2 / eta_sq).tolist() if eta_sq > 0 else [0.0] * k,
+            "dw_top_share": (dw_top / dw_sq).tolist() if dw_sq > 0 else [0.0] * k,
+            "ssgd_top_share": ((xi64 @ V) ** 2 / (xi64 @ xi64)).tolist(),
+            "random_share": 1.0 / P,
+        }
+        return rec
