@@ -1,4 +1,4 @@
-"""The ``ddl`` command: ``train``, ``analyze``, ``demo``.
+"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``demo``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig`, so the CLI, config files and the Python
 API accept the same names.  Bad input ends with one line ``ddl: error: --flag: …`` and exit status 2.
@@ -54,23 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
         "  ddl train --algo dpsgd --learners 16 --batch-size 25 --lr 0.5 --epochs 50 --out runs/dp\n"
         "  torchrun --nproc-per-node 2 -m ddl.cli train --backend torchrun --algo ssgd --learners 16\n"
         "  ddl analyze runs/dp --layer fc2\n"
+        "  ddl compare runs/ssgd runs/dp --out runs/report\n"
         "  ddl demo --out runs/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,demo}")
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
     _add_config_flags(tr)
     tr.set_defaults(func=_cmd_train)
 
-    try:
-        from analysis.cli import add_analyze_arguments, run_analyze
-    except ImportError:  # the analysis stage is optional at import time of the trainer
-        add_analyze_arguments = run_analyze = None
-    if add_analyze_arguments is not None:
-        an = sub.add_parser("analyze", help="activity-weight duality decomposition of a run's averaged model")
-        add_analyze_arguments(an)
-        an.set_defaults(func=run_analyze)
+    from analysis.cli import add_analyze_arguments, run_analyze
+    from analysis.compare import add_compare_arguments, run_compare
+
+    an = sub.add_parser("analyze", help="activity-weight duality decomposition of a run's averaged model")
+    add_analyze_arguments(an)
+    an.set_defaults(func=run_analyze)
+
+    cmp_ = sub.add_parser("compare", help="SSGD-vs-DPSGD report (HTML, Markdown, PNG) over several runs")
+    add_compare_arguments(cmp_)
+    cmp_.set_defaults(func=run_compare)
 
     demo = sub.add_parser("demo", help="SSGD vs DPSGD on the embedded MNIST-5k, then analysis")
     demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report")
