@@ -38,9 +38,9 @@ def main(argv=None):
 
         g = torch.Generator().manual_seed(0)
         N = 16 * n * b
-        data = Dataset("synthetic-cifar", torch.randn(N, 3, 32, 32, generator=g), torch.randint(0, 10, (N,), generator=g),
-                       torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g),
-                       torch.ones(N, dtype=torch.bool), torch.zeros(N, dtype=torch.long), 10)
+        x_tr, y_tr = torch.randn(N, 3, 32, 32, generator=g), torch.randint(0, 10, (N,), generator=g)
+        x_te, y_te = torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, 10, (64,), generator=g)
+        data = Dataset("synthetic-cifar", x_tr, y_tr, x_te, y_te, torch.ones(N, dtype=torch.bool), y_tr.clone(), 10)
     trainers = {
         f"ssgd_n{n}": Trainer(TrainConfig(algo="ssgd", learners=n, batch_size=b, **common), data=data),
         f"dpsgd_n{n}": Trainer(TrainConfig(algo="dpsgd", learners=n, batch_size=b, **common), data=data),

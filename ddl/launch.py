@@ -6,16 +6,25 @@
 * ``ray``: this process is the driver; K actors train, rank 0's actor writes the run directory.
 
 Configuration errors that every rank detects alike (before or while building the trainer) are reported by
-rank 0 only — one line, as for the simulator — and the other ranks exit with the same status silently.
+rank 0 only — one line, as for the simulator.  The other ranks wait a moment and exit with the same status
+silently: torchrun stops all ranks when the first one fails, and rank 0 must be that one to get its line out.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import time
 
 from ddl.config import ConfigError, TrainConfig
 
 _SAME_ON_EVERY_RANK = (ConfigError, ValueError, FileNotFoundError)
+_QUIET_EXIT_DELAY_S = 5.0
+
+
+def _quiet_exit() -> None:
+    time.sleep(_QUIET_EXIT_DELAY_S)  # torchrun ends this rank once rank 0 has failed with its message
+    raise SystemExit(2)
 
 
 def train_distributed(cfg: TrainConfig, args: argparse.Namespace | None = None):
@@ -32,8 +41,12 @@ def train_distributed(cfg: TrainConfig, args: argparse.Namespace | None = None):
     raise ConfigError(f"--backend: {cfg.backend!r} is not a distributed backend (torchrun, ray)")
 
 
+def _out_taken(trainer) -> bool:
+    return (trainer.out / "config.json").exists() and not trainer.cfg.overwrite
+
+
 def _train_torchrun(cfg: TrainConfig):
-    import os
+    import torch
 
     from ddl.backends.torchdist import setup_torchrun
     from ddl.train import Trainer
@@ -43,16 +56,20 @@ def _train_torchrun(cfg: TrainConfig):
         comm, device = setup_torchrun(cfg.learners, cfg.dist_backend, cfg.device, cfg.workers)
     except _SAME_ON_EVERY_RANK:
         if rank != 0:
-            raise SystemExit(2) from None
+            _quiet_exit()
         raise
     try:
         try:
             trainer = Trainer(cfg, comm=comm, device=device)
+            # only rank 0 sees (and writes) the run directory: it decides, every rank learns the verdict
+            taken = torch.tensor([float(comm.is_main and _out_taken(trainer))])
+            if comm.broadcast(taken, 0)[0] > 0:
+                raise ConfigError(f"--out: {trainer.out} already holds a run (pass --overwrite to replace it)")
         except _SAME_ON_EVERY_RANK:
             if comm.rank != 0:
-                raise SystemExit(2) from None
+                _quiet_exit()
             raise
-        # an error on one rank only (e.g. rank 0 finds --out taken) ends that rank; torchrun then stops the others
+        # an error on one rank only ends that rank; torchrun then stops the others
         result = trainer.run()
     finally:
         comm.close()

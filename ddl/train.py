@@ -60,7 +60,7 @@ class Trainer:
         self.cfg = cfg.validate()
         self.comm = comm or SimCollective(cfg.learners)
         if self.comm.n != cfg.learners:
-            raise ConfigError(f"--learners: {cfg.learners} is not divisible over {self.comm.world} workers")
+            raise ConfigError(f"--learners: config has {cfg.learners} learners, the backend holds {self.comm.n}")
         self.device = device or resolve_device(cfg.device)
         self.dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         self.data = data or load_dataset(

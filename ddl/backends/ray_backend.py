@@ -11,17 +11,18 @@ and torchrun; only the transport under the :class:`~ddl.backends.Collective` dif
     rows by value and is awaited after the backward pass, as on torchrun.
 ``torch`` — torch.distributed (gloo, or nccl on GPU actors) *inside* the actors, rendezvous at a free port
     of actor 0: the :class:`~ddl.backends.torchdist.TorchDistCollective` of torchrun.  This is what
-    ``ray.util.collective`` amounts to in Ray ≥ 2.4x on CPU: its GLOO backend is torch.distributed's gloo
+    ``ray.util.collective`` amounts to on CPU in Ray 2.60: its GLOO backend is torch.distributed's gloo
     (``collective_group/torch_gloo_collective_group.py``), because pygloo ships no wheels for Python > 3.10.
     Using torch.distributed directly also gives non-blocking point-to-point ops (ray.util.collective's
     send/recv block) and needs direct TCP connections between the actors' nodes.
 
-Choice (measured by ``benchmarks/bench_backends.py``, results in ``benchmarks/results/backends.json``):
-``torch`` is the default.  On this 2-core machine (MLP on MNIST-5k, b = 25, one learner per actor) a step
-took 1.9 ms (K = 2) / 3.8 ms (K = 4) for SSGD and 2.3 / 4.8 ms for DPSGD over ``torch``, against
-5.1 / 17.2 ms (SSGD) and 4.1 / 7.4 ms (DPSGD) over ``objects``: every object-store message is a Ray task
-submission (~0.5–1 ms of RPC on a loaded core), and the all-to-all sum costs K·(K−1) of them per step.
-``objects`` remains for clusters whose nodes cannot open ports to each other.
+Choice, by measurement (``benchmarks/bench_backends.py`` → ``benchmarks/results/backends.json``, key
+``ray_transport``): ``torch`` is the default.  MLP on MNIST-5k, b = 25, 2-core CPU machine, fastest of 5 × 200
+steps: SSGD 2.1 ms/step over ``torch`` vs 7.9 over ``objects`` (K = 2), 9.0 vs 23.0 (K = 4); DPSGD 1.3 vs
+2.8 (K = 2), 5.8 vs 9.7 (K = 4) — ``objects`` is 1.3–3.7× slower in every case measured.  Every object-store
+message is a Ray task submission (an RPC to the peer's worker), and an all-reduce over it takes K(K−1) of them
+per step, while torch.distributed moves each tensor once per collective.  ``objects`` remains for clusters
+whose nodes cannot open ports to each other.
 
 Local cluster by default (``ray.init`` sized for this machine); ``--address`` joins an existing one.  Rank 0's
 actor writes the run directory at the driver's absolute path, so on a multi-node cluster that path must be
@@ -35,6 +36,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -251,7 +253,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, TimeoutError) as e:
-            raise ConfigError(f"--address: cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(
+                f"--address: cannot join the Ray cluster at {address}: {why} (a cluster with token authentication "
+                "needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            ) from None
     else:
         ray.init(num_cpus=max(os.cpu_count() or 1, num_cpus or 1), include_dashboard=False, **quiet)
     return True
@@ -260,6 +266,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 def default_workers(n: int, cpus: int) -> int:
     """One actor per learner while the cluster has a CPU for each, else the largest divisor of n that fits."""
     return max(k for k in range(1, n + 1) if n % k == 0 and k <= max(cpus, 1))
+
+
+def _free_cpus(want: int, wait_s: float = 15.0) -> int:
+    """Free CPUs of the cluster, waiting a little for ``want`` of them: killed actors release theirs lazily."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        free = int(ray.available_resources().get("CPU", 0))
+        if free >= want or time.monotonic() > deadline:
+            return free
+        time.sleep(0.2)
 
 
 class RayWorkers:
@@ -280,7 +296,7 @@ class RayWorkers:
             res = ray.cluster_resources()
             cpus, gpus = int(res.get("CPU", 0)), int(res.get("GPU", 0))
             K = workers or default_workers(n, cpus)
-            free = int(ray.available_resources().get("CPU", 0))
+            free = _free_cpus(K if cpus >= K else 0)
             if free < K:
                 raise ConfigError(f"--workers: {K} actors need {K} free CPUs; the Ray cluster has {free} of {cpus}")
             if device.startswith("cuda"):

@@ -188,7 +188,9 @@ def setup_torchrun(n: int, dist_backend: str = "auto", device: str = "auto",
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if workers is not None and workers != world:
-        raise ConfigError(f"--workers: {workers} given but torchrun started {world} ranks (--nnodes × --nproc-per-node)")
+        raise ConfigError(
+            f"--workers: {workers} given but torchrun started {world} ranks (--nnodes × --nproc-per-node)"
+        )
     check_divisible(n, world)
     backend = choose_backend(dist_backend, device)
     dev = rank_device(backend, device, local_rank)

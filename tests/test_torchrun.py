@@ -1,0 +1,90 @@
+"""Real ``torchrun`` ranks (gloo on CPU) reproduce the simulator's learner weights, and fail with one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddl.cli import main
+from ddl.config import ConfigError, TrainConfig
+from ddl.train import train
+
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3)
+
+
+def _flags(**kw) -> list[str]:
+    out = []
+    for k, v in kw.items():
+        out += [f"--{k.replace('_', '-')}", str(v)]
+    return out
+
+
+def torchrun(k: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [TORCHRUN, "--standalone", f"--nproc-per-node={k}", "-m", "ddl.cli", "train", "--backend", "torchrun", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+
+
+def sim_weights(tmp_path, algo: str, n: int) -> torch.Tensor:
+    cfg = TrainConfig(algo=algo, learners=n, progress=False, out=str(tmp_path / f"sim-{algo}-{n}"), **TINY)
+    return torch.load(train(cfg).out / "checkpoints" / "learners.pt")["weights"]
+
+
+@pytest.mark.parametrize("ranks,learners", [(4, 4), (2, 4)], ids=["4x1", "2x2"])
+@pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
+def test_torchrun_reproduces_simulator(tmp_path, algo, ranks, learners):
+    out = tmp_path / "tr"
+    r = torchrun(ranks, "--algo", algo, "--learners", str(learners), "--no-progress", "--out", str(out),
+                 *_flags(**TINY))
+    assert r.returncode == 0, r.stderr[-3000:]
+    # only rank 0 reports
+    assert r.stdout.count("run directory") == 1, r.stdout
+    w = torch.load(out / "checkpoints" / "learners.pt")["weights"]
+    ref = sim_weights(tmp_path, algo, learners)
+    assert w.shape == ref.shape == (learners, 784 * 30 + 30 * 30 + 30 * 10)
+    assert (w - ref).abs().max() <= 1e-6
+    if algo == "dpsgd":
+        assert (w - w.mean(0)).abs().max() > 1e-5  # learners really differ: the exchange moved distinct rows
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["world"] == {"backend": "torchrun", "workers": ranks, "device": "cpu"}
+    # rank 0 alone wrote complete files: no temporaries or duplicates left behind
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert names == ["checkpoints", "checkpoints/averaged.pt", "checkpoints/learners.pt", "config.json",
+                     "metrics.jsonl", "summary.json"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="nccl is available on this machine")
+def test_nccl_without_gpu_is_one_clear_line(tmp_path):
+    r = torchrun(2, "--dist-backend", "nccl", "--learners", "2", "--out", str(tmp_path / "x"), *_flags(**TINY))
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.splitlines() if x.startswith("ddl: error")]
+    assert lines == ["ddl: error: --dist-backend: nccl needs a CUDA GPU and none is available; use --dist-backend gloo"]
+    assert not (tmp_path / "x").exists()
+
+
+def test_errors_before_joining_the_group(monkeypatch, capsys):
+    from ddl.backends.torchdist import choose_backend, setup_torchrun
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--backend", "torchrun", "--learners", "4", "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ddl: error: --backend: torchrun needs the torchrun launcher") and err.count("\n") == 1
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ConfigError, match="^--learners: 4 learners cannot be split evenly over 3 workers"):
+        setup_torchrun(4)
+    with pytest.raises(ConfigError, match="^--workers: 2 given but torchrun started 3 ranks"):
+        setup_torchrun(6, workers=2)
+    assert choose_backend("gloo", "cpu") == "gloo"
+    if not torch.cuda.is_available():
+        assert choose_backend("auto", "auto") == "gloo"
