@@ -1,0 +1,209 @@
+"""The result of a decomposition, and its ``.npz`` + ``.json`` files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analysis.stats import SPLIT_DEFAULTS, split_sharp_flat
+
+FORMAT_VERSION = 1
+
+# per-direction arrays, all in eigenvalue order (largest first)
+DIRECTION_FIELDS = ("eigenvalues", "sigma_g", "sigma_w", "rho", "mean_g", "mean_w", "contributions",
+                    "mean_terms")  # fmt: skip
+# optional per-pair / per-parameter arrays
+EXTRA_ARRAY_FIELDS = ("delta_loss", "test_index", "train_index", "eigenvectors")
+
+
+@dataclass
+class DualityResult:
+    """The activity-weight duality decomposition of the generalization gap for one layer.
+
+    Per-direction arrays (length K, ordered by Hessian eigenvalue, **largest first**):
+    ``eigenvalues`` λ_k, ``sigma_g`` σ_g,k, ``sigma_w`` σ_w,k, ``rho`` ρ_k, ``mean_g`` μ_g,k, ``mean_w`` μ_w,k,
+    ``contributions`` ΔL_k = ρ_k σ_g,k σ_w,k and ``mean_terms`` μ_g,k μ_w,k.
+
+    Gaps: ``pairwise_gap`` = mean_n Δℓ_n; ``true_gap`` = L_test − L_train; ``sharp_gap`` = Σ_{k<n_sharp} ΔL_k;
+    ``flat_gap`` = Σ_{k≥n_sharp} ΔL_k + ``residual_gap``; ``mean_gap`` = Σ_k μ_g,k μ_w,k;
+    ``residual_gap`` = mean_n g_n·(I − VVᵀ)δW_n, the part outside the K analysed directions (0 for a full
+    eigenbasis).  Exactly: ``pairwise_gap = sharp_gap + flat_gap + mean_gap`` (``decomposition_error`` is
+    the measured deviation).
+
+    Signs of eigenvectors are fixed so that each one's largest-magnitude component is positive (this fixes the
+    signs of ``mean_g``/``mean_w``; all other quantities do not depend on it).
+    """
+
+    eigenvalues: np.ndarray
+    sigma_g: np.ndarray
+    sigma_w: np.ndarray
+    rho: np.ndarray
+    mean_g: np.ndarray
+    mean_w: np.ndarray
+    contributions: np.ndarray
+    mean_terms: np.ndarray
+    pairwise_gap: float
+    true_gap: float
+    sharp_gap: float
+    flat_gap: float
+    n_sharp: int
+    mean_gap: float = 0.0
+    residual_gap: float = 0.0
+    train_loss: float = float("nan")
+    test_loss: float = float("nan")
+    decomposition_error: float = float("nan")
+    duality_check_error: float = float("nan")
+    duality_loss_error: float = float("nan")
+    layer: str = ""
+    layer_shape: tuple[int, int] = (0, 0)
+    has_bias: bool = False
+    bias_in_hessian: bool = False
+    n_params: int = 0
+    weight_norm: float = float("nan")
+    n_train: int = 0
+    n_test: int = 0
+    n_pairs: int = 0
+    k_neighbors: int = 1
+    pair_space: str = "input"
+    hessian: str = ""
+    eigensolver: str = ""
+    upper: str = ""
+    split_rule: str = "steepest"
+    split_by: str = "sigma_g"
+    split_value: float | None = None
+    dtype: str = "float64"
+    lanczos_iterations: int | None = None
+    lanczos_residual: float | None = None
+    timings: dict = field(default_factory=dict)  # seconds per stage, and "total"
+    meta: dict = field(default_factory=dict)  # provenance, e.g. the run directory and its config
+    delta_loss: np.ndarray | None = None  # [n_pairs] Δℓ_n
+    test_index: np.ndarray | None = None  # [n_pairs] the pair's test sample
+    train_index: np.ndarray | None = None  # [n_pairs] its training partner (index into the training set given)
+    eigenvectors: np.ndarray | None = None  # [n_params, K], columns in eigenvalue order (kept on request)
+
+    # ---- derived -------------------------------------------------------------------------------------------
+    @property
+    def n_directions(self) -> int:
+        return int(self.eigenvalues.shape[0])
+
+    @property
+    def sigma_w_total(self) -> float:
+        """``sqrt(Σ_k σ_w,k²)``: the dual weights' total standard deviation over the analysed directions."""
+        return float(np.sqrt(np.sum(self.sigma_w**2)))
+
+    def scalars(self) -> dict:
+        """Every non-array field (JSON-ready), plus ``n_directions`` and ``sigma_w_total``."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in DIRECTION_FIELDS or f.name in EXTRA_ARRAY_FIELDS:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        out["n_directions"] = self.n_directions
+        out["sigma_w_total"] = self.sigma_w_total
+        return out
+
+    def with_split(self, rule: str = "steepest", value: float | None = None, by: str = "sigma_g") -> DualityResult:
+        """A copy with the sharp/flat split recomputed by another rule."""
+        n = split_sharp_flat(self.eigenvalues, self.sigma_g, rule, value, by)
+        c = self.contributions
+        return dataclasses.replace(
+            self, n_sharp=n, sharp_gap=float(c[:n].sum()), flat_gap=float(c[n:].sum()) + self.residual_gap,
+            split_rule=rule, split_by=by, split_value=SPLIT_DEFAULTS[rule] if value is None else value,
+        )  # fmt: skip
+
+    def summary(self, top: int = 10) -> str:
+        """A few human-readable lines."""
+        lines = [
+            f"layer {self.layer} {self.layer_shape[0]}x{self.layer_shape[1]}"
+            f"{' + bias' if self.has_bias else ''}: {self.n_directions} of {self.n_params} directions "
+            f"({self.hessian} Hessian, {self.eigensolver} eigensolver), {self.n_pairs} pairs",
+            f"true gap {self.true_gap:.6g} (L_test {self.test_loss:.6g} - L_train {self.train_loss:.6g}), "
+            f"pairwise gap {self.pairwise_gap:.6g}",
+            f"sharp ({self.n_sharp} dirs, {self.split_rule} on {self.split_by}) {self.sharp_gap:.6g}, "
+            f"flat {self.flat_gap:.6g}"
+            + (f" (incl. residual {self.residual_gap:.6g})" if self.residual_gap else "")
+            + f", mean terms {self.mean_gap:.6g}",
+            f"checks: decomposition error {self.decomposition_error:.3g}, duality pre-activation error "
+            f"{self.duality_check_error:.3g}, duality loss error {self.duality_loss_error:.3g}",
+        ]
+        n = min(top, self.n_directions)
+        if n:
+            lines.append(" k   lambda        sigma_g       sigma_w       rho       dL_k")
+            for k in range(n):
+                lines.append(
+                    f"{k:2d}  {self.eigenvalues[k]:.5e}  {self.sigma_g[k]:.5e}  {self.sigma_w[k]:.5e}  "
+                    f"{self.rho[k]:+.4f}  {self.contributions[k]:+.4e}"
+                )
+        return "\n".join(lines)
+
+    # ---- files ---------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, stem: str = "duality") -> tuple[Path, Path]:
+        """Write ``DIR/<stem>.npz`` (arrays) and ``DIR/<stem>.json`` (scalars + top directions), atomically."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.asarray(getattr(self, k)) for k in DIRECTION_FIELDS}
+        arrays.update({k: np.asarray(getattr(self, k)) for k in EXTRA_ARRAY_FIELDS if getattr(self, k) is not None})
+        npz, js = d / f"{stem}.npz", d / f"{stem}.json"
+        _atomic(npz, lambda f: np.savez_compressed(f, **arrays))
+        n = min(10, self.n_directions)
+        doc = {
+            "format_version": FORMAT_VERSION,
+            **self.scalars(),
+            "top_directions": {k: np.asarray(getattr(self, k))[:n].tolist() for k in DIRECTION_FIELDS},
+            "arrays": f"{stem}.npz",
+        }
+        _atomic(js, lambda f: f.write(json.dumps(_plain(doc), indent=2).encode()))
+        return npz, js
+
+    @classmethod
+    def load(cls, path: str | Path) -> DualityResult:
+        """Read a result written by :meth:`save`: a directory (``duality.*``) or either file's path."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "duality.json"
+        js, npz = p.with_suffix(".json"), p.with_suffix(".npz")
+        if not js.is_file() or not npz.is_file():
+            raise FileNotFoundError(f"no duality result at {p} (need {js.name} and {npz.name})")
+        doc = json.loads(js.read_text())
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in doc.items() if k in fields}
+        for k, v in kw.items():  # JSON has no NaN: non-finite floats were written as null
+            if v is None and isinstance(fields[k].default, float):
+                kw[k] = float("nan")
+        if "layer_shape" in kw:
+            kw["layer_shape"] = tuple(kw["layer_shape"])
+        with np.load(npz) as z:
+            kw.update({k: z[k] for k in z.files if k in fields})
+        return cls(**kw)
+
+
+def _plain(o):
+    if isinstance(o, dict):
+        return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
