@@ -35,8 +35,14 @@ def lanczos_topk(
     max_iter: int | None = None,
     check_every: int = 5,
     seed: int = 0,
+    v0: torch.Tensor | None = None,
+    warn: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, LanczosInfo]:
-    """The ``k`` algebraically largest eigenvalues (descending) and orthonormal eigenvectors ``[n, k]``."""
+    """The ``k`` algebraically largest eigenvalues (descending) and orthonormal eigenvectors ``[n, k]``.
+
+    ``v0`` warm-starts the Krylov space (e.g. the previous top eigenvector when the operator changes slowly);
+    ``warn=False`` silences the non-convergence warning for callers that run on a fixed iteration budget.
+    """
     k = max(1, min(k, n))
     max_iter = min(n, max_iter if max_iter is not None else max(2 * k + 40, 3 * k))
     gen = torch.Generator().manual_seed(seed)
@@ -54,7 +60,7 @@ def lanczos_topk(
                 return q / nq
         return None
 
-    Q[0] = fresh(0)
+    Q[0] = fresh(0) if v0 is None or float(v0.norm()) == 0 else (v0 / v0.norm()).to(device=Q.device, dtype=dtype)
     j = 0
     converged = False
     scale = 0.0
@@ -90,7 +96,7 @@ def lanczos_topk(
     V = Q[:j].T @ S.to(device=Q.device, dtype=dtype)
     max_res = _max_residual(theta, S, last_beta)
     converged = converged or max_res <= tol * _top(theta)
-    if not converged:
+    if not converged and warn:
         warnings.warn(
             f"Lanczos: top-{k} eigenpairs not converged after {j} iterations "
             f"(max residual {max_res:.3g}); raise lanczos_max_iter", stacklevel=2

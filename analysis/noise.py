@@ -17,48 +17,10 @@ statistics are left untouched (the measurement works on copies).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch.func import grad, jvp, vmap
 
-
-def lanczos_top(
-    matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, k: int, iters: int, v0: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float64, device=None, generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest-algebraic ``k`` eigenpairs of a symmetric operator by Lanczos with full re-orthogonalisation.
-
-    Returns ``(eigenvalues [k] descending, eigenvectors [dim, k])``.  ``matvec`` takes and returns [dim]
-    vectors of the operator's own dtype; the Krylov basis is kept in ``dtype``.
-    """
-    iters = min(iters, dim)
-    q = v0.to(device=device, dtype=dtype).clone() if v0 is not None else torch.randn(
-        dim, dtype=dtype, generator=generator).to(device)
-    q /= q.norm()
-    Q = torch.zeros(iters, dim, dtype=dtype, device=device)
-    alpha = torch.zeros(iters, dtype=dtype)
-    beta = torch.zeros(iters, dtype=dtype)
-    m = iters
-    for j in range(iters):
-        Q[j] = q
-        w = matvec(q).to(dtype)
-        alpha[j] = torch.dot(w, q)
-        # full re-orthogonalisation (twice is enough) keeps the Ritz values free of ghost copies
-        w -= Q[: j + 1].T @ (Q[: j + 1] @ w)
-        w -= Q[: j + 1].T @ (Q[: j + 1] @ w)
-        b = w.norm()
-        if j + 1 < iters:
-            beta[j] = b
-            if b <= 1e-12 * max(1.0, float(alpha[: j + 1].abs().max())):
-                m = j + 1
-                break
-            q = w / b
-    T = torch.diag(alpha[:m]) + torch.diag(beta[: m - 1], 1) + torch.diag(beta[: m - 1], -1)
-    evals, evecs = torch.linalg.eigh(T)
-    order = evals.argsort(descending=True)[:k]
-    vecs = Q[:m].T @ evecs[:, order].to(device)
-    return evals[order], vecs
+from analysis.lanczos import lanczos_topk
 
 
 class NoiseMeter:
@@ -86,7 +48,7 @@ class NoiseMeter:
 
     def _full_grad_and_hvp(self, w_bar, buffers):
         g = self._grad(w_bar, buffers, self.x, self.y)[0]
-        return g, (lambda v: self._hvp(w_bar, v.to(w_bar.dtype), buffers, self.x, self.y))
+        return g, (lambda v: self._hvp(w_bar, v.to(w_bar.dtype), buffers, self.x, self.y).double())
 
     def measure(self, step: int, xs: torch.Tensor, ys: torch.Tensor) -> dict:
         tr, comm = self.t, self.t.comm
@@ -107,8 +69,9 @@ class NoiseMeter:
         packed = torch.zeros(P * (k + 1) + k, dtype=w_bar.dtype, device=w_bar.device)
         if comm.is_main:
             g_full, matvec = self._full_grad_and_hvp(w_bar, bufs_bar)
-            gen = torch.Generator().manual_seed(tr.cfg.seed + step)
-            evals, V = lanczos_top(matvec, P, k, self.iters, v0=self._v0, device=w_bar.device, generator=gen)
+            # a fixed iteration budget per measurement, warm-started: the landscape moves little between them
+            evals, V, _ = lanczos_topk(matvec, P, k, device=w_bar.device, tol=1e-8, max_iter=self.iters,
+                                       seed=tr.cfg.seed + step, v0=self._v0, warn=False)
             packed[:P] = g_full
             packed[P : P * (k + 1)] = V.T.reshape(-1).to(w_bar.dtype)
             packed[P * (k + 1) :] = evals.to(w_bar.dtype)

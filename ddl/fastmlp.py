@@ -56,6 +56,7 @@ class StackedMLP:
         return W[:, off : off + out * inp].view(W.shape[0], out, inp)
 
     def grads(self, W: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G [m, P], per-sample losses [m, b])`` of the mean loss of each learner's batch."""
         m, b = xs.shape[0], xs.shape[1]
         acts = [xs.reshape(m, b, -1)]
         h = acts[0]
@@ -67,7 +68,7 @@ class StackedMLP:
                 h = z.clamp_(min=0)
                 acts.append(h)
         logp = torch.log_softmax(z, -1)
-        losses = -logp.gather(2, ys.unsqueeze(-1)).squeeze(-1).mean(1)
+        losses = -logp.gather(2, ys.unsqueeze(-1)).squeeze(-1)
         delta = logp.exp_()  # ∂(mean CE)/∂z = (softmax − onehot) / b
         delta.scatter_add_(2, ys.unsqueeze(-1), torch.full((m, b, 1), -1.0, dtype=delta.dtype, device=delta.device))
         delta.div_(b)

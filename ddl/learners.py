@@ -57,7 +57,7 @@ class LearnerCompute:
         self.model.train()
         if self.fast is not None:
             G, losses = self.fast.grads(W, xs, ys)
-            return G, losses, buffers
+            return G, losses.mean(1), buffers
         if self.mode == "vmap":
             G, (losses, new_buffers) = self._vgrad(W, buffers, xs, ys)
             return G, losses, new_buffers
@@ -73,6 +73,9 @@ class LearnerCompute:
         BatchNorm each learner normalises over its own b samples, so per-learner gradients are taken.
         """
         m = xs.shape[0]
+        if self.fast is not None:  # one learner holding all m·b samples: its mean gradient × m
+            G, per_sample = self.fast.grads(w.unsqueeze(0), xs.flatten(0, 1).unsqueeze(0), ys.reshape(1, -1))
+            return G[0].mul_(m), per_sample.view(m, -1).mean(1), buffers
         if self.mode == "vmap" and not self.has_buffers:
             self.model.train()
             w = w.detach().requires_grad_(True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import functional_call, hessian
 
-from analysis.noise import NoiseMeter, lanczos_top
+from analysis.noise import NoiseMeter
 from ddl.config import TrainConfig
 from ddl.data import Dataset
 from ddl.train import Trainer, train
@@ -23,16 +23,6 @@ def tiny_trainer(tmp_path, **kw):
     cfg = TrainConfig(algo="dpsgd", learners=4, batch_size=5, lr=0.1, hidden=[8], bias=True, dtype="float64",
                       progress=False, out=str(tmp_path / "t"), **kw)
     return Trainer(cfg, data=tiny_data())
-
-
-def test_lanczos_matches_eigh_on_a_symmetric_matrix():
-    g = torch.Generator().manual_seed(0)
-    A = torch.randn(60, 60, dtype=torch.float64, generator=g)
-    A = A @ A.T / 60 - 0.5 * torch.eye(60, dtype=torch.float64)
-    evals, V = lanczos_top(lambda v: A @ v, 60, 3, 60, generator=g)
-    ref = torch.linalg.eigvalsh(A).flip(0)[:3]
-    assert torch.allclose(evals, ref, atol=1e-10)
-    assert torch.allclose((A @ V), V * evals, atol=1e-8)
 
 
 def test_eta_is_zero_when_learners_agree(tmp_path):

@@ -31,6 +31,6 @@ class DPSGD(Algorithm):
         pending = self.mixer.start(W)
         G, losses, state.buffers = self.compute.grads(W, state.buffers, xs, ys)
         d = self.direction(state, G, W, weight_decay)
-        state.W = self.mixer.finish(W, pending).sub_(lr * d)
+        state.W = self.mixer.finish(W, pending).add_(d, alpha=-lr)
         state.step += 1
         return losses

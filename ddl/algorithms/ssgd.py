@@ -23,6 +23,6 @@ class SSGD(Algorithm):
         g_sum, losses, state.buffers = self.compute.sum_grads_shared(w_bar, state.buffers, xs, ys)
         g = self.comm.allreduce_sum(g_sum) / self.comm.n
         d = self.direction(state, g.unsqueeze(0), w_bar.unsqueeze(0), weight_decay)
-        state.W = (w_bar - lr * d[0]).expand_as(state.W).clone()
+        state.W = torch.add(w_bar, d[0], alpha=-lr).expand_as(state.W).clone()
         state.step += 1
         return losses
