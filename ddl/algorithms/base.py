@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ class LearnerState:
     step: int = 0
 
 
-class Algorithm:
+class Algorithm(ABC):
     """An update: where the gradient is taken and what is averaged.  Subclasses define :meth:`step`."""
 
     name = ""
@@ -45,8 +46,8 @@ class Algorithm:
             return state.momentum
         return G
 
+    @abstractmethod
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float
     ) -> torch.Tensor:
         """One iteration for this worker's learners; returns their minibatch losses [m]."""
-        raise NotImplementedError
