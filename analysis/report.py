@@ -18,9 +18,7 @@ import base64
 import html
 import json
 import math
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +37,7 @@ from analysis.report_data import (
     verdict,
 )
 from analysis.report_figures import FIGURES, png_bytes
+from ddl.rundir import atomic_write
 
 # (key, label, kind): kind "err" is shown in %, "int" as a whole number, "num" with 4 significant digits
 GROUP_ROWS = (
@@ -206,17 +205,6 @@ def _color_hex(c: str) -> str:
     return _COLORS[int(m.group(1)) % 10] if m else c
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _plain(o):
     if isinstance(o, dict):
         return {k: _plain(v) for k, v in o.items()}
@@ -304,7 +292,7 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
         if data is None:
             p.unlink(missing_ok=True)  # a stale figure of an earlier report would contradict this one
         else:
-            _atomic_write(p, data)
+            atomic_write(p, lambda f, d=data: f.write(d))
             written.append(p)
 
     findings = verdict(groups)
@@ -317,8 +305,8 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
     ctx = dict(title=title, groups=groups, findings=findings, missing=missing, group_nums=group_nums,
                run_nums=run_nums, figures=figures, stamp=stamp, sub=sub)  # fmt: skip
     html_path, md_path, js_path = out / "report.html", out / "report.md", out / "numbers.json"
-    _atomic_write(html_path, _render_html(**ctx).encode())
-    _atomic_write(md_path, _render_md(**ctx).encode())
+    atomic_write(html_path, lambda f: f.write(_render_html(**ctx).encode()))
+    atomic_write(md_path, lambda f: f.write(_render_md(**ctx).encode()))
     doc = {
         "title": title,
         "generated": stamp,
@@ -330,7 +318,7 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
         "missing": missing,
         "figures": [p.name for p in written],
     }
-    _atomic_write(js_path, json.dumps(_plain(doc), indent=2).encode())
+    atomic_write(js_path, lambda f: f.write(json.dumps(_plain(doc), indent=2).encode()))
     return Report(html_path, md_path, written, js_path, groups)
 
 

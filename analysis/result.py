@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from analysis.stats import SPLIT_DEFAULTS, split_sharp_flat
+from ddl.rundir import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -151,7 +150,7 @@ class DualityResult:
         arrays = {k: np.asarray(getattr(self, k)) for k in DIRECTION_FIELDS}
         arrays.update({k: np.asarray(getattr(self, k)) for k in EXTRA_ARRAY_FIELDS if getattr(self, k) is not None})
         npz, js = d / f"{stem}.npz", d / f"{stem}.json"
-        _atomic(npz, lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(npz, lambda f: np.savez_compressed(f, **arrays))
         n = min(10, self.n_directions)
         doc = {
             "format_version": FORMAT_VERSION,
@@ -159,7 +158,7 @@ class DualityResult:
             "top_directions": {k: np.asarray(getattr(self, k))[:n].tolist() for k in DIRECTION_FIELDS},
             "arrays": f"{stem}.npz",
         }
-        _atomic(js, lambda f: f.write(json.dumps(_plain(doc), indent=2).encode()))
+        atomic_write(js, lambda f: f.write(json.dumps(_plain(doc), indent=2).encode()))
         return npz, js
 
     @classmethod
@@ -196,14 +195,3 @@ def _plain(o):
     if isinstance(o, np.bool_):
         return bool(o)
     return o
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

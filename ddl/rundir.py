@@ -33,11 +33,11 @@ from ddl.config import TrainConfig
 
 
 def write_json(path: Path, obj: Any) -> None:
-    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
 
 
 def save_torch(path: Path, obj: Any) -> None:
-    _atomic(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def append_jsonl(path: Path, obj: dict) -> None:
@@ -57,7 +57,8 @@ def _jsonable(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
