@@ -17,10 +17,16 @@ statistics are left untouched (the measurement works on copies).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch.func import grad, jvp, vmap
 
 from analysis.lanczos import lanczos_topk
+
+# torch's own forward-AD decompositions call the deprecated torch.jit.script on first use of jvp; the warning
+# is about torch internals, not about this code, and would otherwise interrupt every training's progress bar
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 
 class NoiseMeter:

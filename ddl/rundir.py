@@ -100,12 +100,12 @@ class Run:
 
     def model(self, map_location: str = "cpu") -> torch.nn.Module:
         """The averaged model w̄ in eval mode, float32 or the run's dtype, on ``map_location``."""
+        from ddl.data import INPUT_SHAPES
         from ddl.models import build_model
 
         c = self.config
-        ds_shape = (1, 28, 28) if c.dataset != "cifar10" else (3, 32, 32)
         model = build_model(
-            c.model, ds_shape, 10, hidden=tuple(c.hidden), bias=c.bias, dropout=c.dropout, init=c.init
+            c.model, INPUT_SHAPES[c.dataset], 10, hidden=tuple(c.hidden), bias=c.bias, dropout=c.dropout, init=c.init
         )
         if c.dtype == "float64":
             model = model.double()

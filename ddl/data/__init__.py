@@ -5,6 +5,6 @@ analysis use, so that a run directory's config rebuilds exactly the same split, 
 """
 
 from ddl.data.augment import augment_cifar
-from ddl.data.dataset import DATASETS, DataError, Dataset, load_dataset
+from ddl.data.dataset import DATASETS, INPUT_SHAPES, DataError, Dataset, load_dataset
 
-__all__ = ["Dataset", "DataError", "load_dataset", "DATASETS", "augment_cifar"]
+__all__ = ["DATASETS", "INPUT_SHAPES", "DataError", "Dataset", "augment_cifar", "load_dataset"]

@@ -46,6 +46,7 @@ class Dataset:
 
 
 DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10")
+INPUT_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
