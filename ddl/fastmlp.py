@@ -79,5 +79,6 @@ class StackedMLP:
             if layer[3] is not None:
                 G[:, layer[3] : layer[3] + layer[1]] = delta.sum(1)
             if i > 0:
-                delta = torch.bmm(delta, self._w(W, layer)).mul_(acts[i] > 0)
+                # ReLU backward in one kernel (no boolean mask to materialise and convert)
+                delta = torch.ops.aten.threshold_backward(torch.bmm(delta, self._w(W, layer)), acts[i], 0)
         return G, losses
