@@ -5,8 +5,8 @@ analysis in ``RUN/analysis``), groups the runs by configuration, aggregates over
 
 * ``report.html`` - figures embedded as base64 PNG, inline CSS, no script and no external resource;
 * ``report.md`` - the same text and tables, figures linked as ``NAME.png`` beside it;
-* ``NAME.png`` - one file per figure (``curves``, ``final``, ``sigma_g``, ``sigma_w``, ``contributions``,
-  ``noise_time``, ``noise_sharpness``; those without data are left out and the report says why);
+* ``NAME.png`` - one file per figure (``curves``, ``final``, ``sigma_g``, ``sigma_w``, ``size_vs_norm``,
+  ``contributions``, ``noise_time``, ``noise_sharpness``; those without data are left out and the report says why);
 * ``numbers.json`` - every number of the tables (per group: mean, std, n; per run: the values) and the verdict.
 
 ``ddl compare`` (:mod:`analysis.compare`) is the command-line front end.
@@ -112,6 +112,13 @@ FIGURE_TEXT = {
         "σ_w,k, the spread of the dual weights along direction k, accumulated over the directions as in the "
         "paper (the running sum smooths the per-direction noise). Look for the cumulative curves lying on top of "
         "each other: the solutions have the same size.",
+        "no run has a duality analysis: run `ddl analyze RUN` on each run",
+    ),
+    "size_vs_norm": FigureText(
+        "Size against the weight norm",
+        "Σ_k σ_w,k of each run against ‖W‖_F of the analysed layer: σ_w is an activity-weighted norm of the "
+        "solution (MATH.md §5). Look for whether a larger size comes with larger weights or with a different "
+        "activity weighting.",
         "no run has a duality analysis: run `ddl analyze RUN` on each run",
     ),
     "contributions": FigureText(
@@ -247,7 +254,7 @@ def _layer_str(g: Group) -> str:
 
 def _not_shown(groups: list[Group], name: str) -> list[str]:
     """Groups that lack the data of figure ``name`` while others have it."""
-    if name in ("sigma_g", "sigma_w", "contributions") or (name == "final"):
+    if name in ("sigma_g", "sigma_w", "size_vs_norm", "contributions") or (name == "final"):
         key = "duality"
         lacking = [g.label for g in groups if not g.dualities()]
     elif name.startswith("noise"):

@@ -288,11 +288,32 @@ def fig_noise_sharpness(groups: list[Group]) -> Figure | None:
     return fig
 
 
+def fig_size_vs_norm(groups: list[Group]) -> Figure | None:
+    """Σ_k σ_w,k of every run against the Frobenius norm of the analysed layer's weights."""
+    with_d = [g for g in groups if g.dualities()]
+    if not with_d:
+        return None
+    fig = Figure(figsize=(5.6, 4.3))
+    ax = fig.subplots()
+    for g in with_d:
+        pts = [(float(getattr(d, "weight_norm", np.nan)), float(np.sum(d.sigma_w))) for d in g.dualities()]
+        pts = np.array([p for p in pts if np.isfinite(p[0])]).reshape(-1, 2)
+        ax.plot(pts[:, 0], pts[:, 1], "o", color=g.color, label=_n(g))
+    ax.set_xlabel(r"layer weight norm $\|W\|_F$")
+    ax.set_ylabel(r"size $\sum_k \sigma_{w,k}$")
+    ax.set_title("size against weight norm (one point per run)")
+    _grid(ax)
+    _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = (
     ("curves", fig_curves),
     ("final", fig_final),
     ("sigma_g", fig_sigma_g),
     ("sigma_w", fig_sigma_w),
+    ("size_vs_norm", fig_size_vs_norm),
     ("contributions", fig_contributions),
     ("noise_time", fig_noise_time),
     ("noise_sharpness", fig_noise_sharpness),

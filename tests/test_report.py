@@ -19,7 +19,7 @@ from analysis.report_data import make_groups, read_run, verdict
 from ddl.config import TrainConfig
 from ddl.train import train
 
-FIGURES = ("curves", "final", "sigma_g", "sigma_w", "contributions", "noise_time", "noise_sharpness")
+FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness")
 
 
 @pytest.fixture(scope="module")
