@@ -54,17 +54,9 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m analysis.compare RUN ... --out DIR`` (the same as ``ddl compare``)."""
-    parser = argparse.ArgumentParser(prog="ddl compare", description=__doc__.splitlines()[0])
-    add_compare_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_compare(args)
-    except (ValueError, FileNotFoundError) as e:
-        parser.exit(2, f"ddl compare: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}\n")
-    return 0
+if __name__ == "__main__":  # ``python -m analysis.compare RUN ... --out DIR`` is ``ddl compare``
+    import sys
 
+    from ddl.cli import main
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main(["compare", *sys.argv[1:]]))

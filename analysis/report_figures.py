@@ -53,6 +53,17 @@ def _legend(ax, **kw):
         ax.legend(fontsize=8, **kw)
 
 
+def _duality_figure(groups: list[Group], size: tuple[float, float], panels: int):
+    """The groups that have a duality analysis, and a figure with ``panels`` axes side by side for them
+    (``(groups, None, (None,) * panels)`` when none has one)."""
+    with_d = [g for g in groups if g.dualities()]
+    if not with_d:
+        return with_d, None, (None,) * panels
+    fig = Figure(figsize=size)
+    axes = fig.subplots(1, panels)
+    return with_d, fig, (tuple(axes) if panels > 1 else (axes,))
+
+
 def _n(g: Group) -> str:
     return f"{g.label} ({len(g.runs)} seed{'s' if len(g.runs) != 1 else ''})"
 
@@ -135,11 +146,9 @@ def _mark_split(ax, g: Group):
 
 def fig_sigma_g(groups: list[Group]) -> Figure | None:
     """σ_g,k against k (log-log, mean ± std over seeds) and σ_g against λ (log-log scatter, all seeds)."""
-    with_d = [g for g in groups if g.dualities()]
-    if not with_d:
+    with_d, fig, (ax1, ax2) = _duality_figure(groups, (11, 4.3), 2)
+    if fig is None:
         return None
-    fig = Figure(figsize=(11, 4.3))
-    ax1, ax2 = fig.subplots(1, 2)
     for g in with_d:
         b = direction_band(g, "sigma_g")
         ok = b.mean > 0
@@ -170,11 +179,9 @@ def fig_sigma_g(groups: list[Group]) -> Figure | None:
 
 def fig_sigma_w(groups: list[Group]) -> Figure | None:
     """Cumulative Σ_{j≤k} σ_w,j and σ_w,k against k (mean ± std over seeds)."""
-    with_d = [g for g in groups if g.dualities()]
-    if not with_d:
+    with_d, fig, (ax1, ax2) = _duality_figure(groups, (11, 4.3), 2)
+    if fig is None:
         return None
-    fig = Figure(figsize=(11, 4.3))
-    ax1, ax2 = fig.subplots(1, 2)
     for g in with_d:
         _plot_band(ax1, direction_band(g, "sigma_w", cumulative=True), g.color, _n(g))
         b = direction_band(g, "sigma_w")
@@ -197,11 +204,9 @@ def fig_sigma_w(groups: list[Group]) -> Figure | None:
 
 def fig_contributions(groups: list[Group]) -> Figure | None:
     """ΔL_k per direction and cumulatively (mean ± std over seeds), split marked."""
-    with_d = [g for g in groups if g.dualities()]
-    if not with_d:
+    with_d, fig, (ax1, ax2) = _duality_figure(groups, (11, 4.3), 2)
+    if fig is None:
         return None
-    fig = Figure(figsize=(11, 4.3))
-    ax1, ax2 = fig.subplots(1, 2)
     for g in with_d:
         _plot_band(ax1, direction_band(g, "contributions"), g.color, _n(g), lw=1.0)
         _plot_band(ax2, direction_band(g, "contributions", cumulative=True), g.color, _n(g))
@@ -290,11 +295,9 @@ def fig_noise_sharpness(groups: list[Group]) -> Figure | None:
 
 def fig_size_vs_norm(groups: list[Group]) -> Figure | None:
     """Σ_k σ_w,k of every run against the Frobenius norm of the analysed layer's weights."""
-    with_d = [g for g in groups if g.dualities()]
-    if not with_d:
+    with_d, fig, (ax,) = _duality_figure(groups, (5.6, 4.3), 1)
+    if fig is None:
         return None
-    fig = Figure(figsize=(5.6, 4.3))
-    ax = fig.subplots()
     for g in with_d:
         pts = [(float(getattr(d, "weight_norm", np.nan)), float(np.sum(d.sigma_w))) for d in g.dualities()]
         pts = np.array([p for p in pts if np.isfinite(p[0])]).reshape(-1, 2)

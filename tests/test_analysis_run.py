@@ -80,11 +80,12 @@ def test_bad_run_dir_and_layer_are_one_line_value_errors(run_dir, tmp_path):
     with pytest.raises(ValueError, match="--test-samples"):
         analyze_run(run_dir, test_samples=0, progress=False)
 
-    from analysis.__main__ import main
+    import subprocess
+    import sys
 
-    with pytest.raises(SystemExit) as e:
-        main([str(run_dir), "--layer", "relu1", "--no-progress"])
-    assert e.value.code == 2
+    r = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--layer", "relu1", "--no-progress"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--layer" in r.stderr
 
 
 def test_ddl_cli_analyze_end_to_end(tmp_path):

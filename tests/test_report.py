@@ -159,16 +159,9 @@ def test_cli_and_runs_missing_parts(runs, tmp_path, capsys):
     bare = tmp_path / "bare"
     shutil.copytree(runs["ssgd"], bare, ignore=shutil.ignore_patterns("analysis", "noise.jsonl"))
     out = tmp_path / "rep"
-    from ddl.cli import build_parser, main
+    from ddl.cli import main
 
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    argv = [str(bare), "--out", str(out), "--title", "bare run"]
-    if "compare" in sub.choices:
-        assert main(["compare", *argv]) == 0
-    else:  # not hooked into `ddl` yet: the same arguments through the module's own entry point
-        from analysis.compare import main as compare_main
-
-        assert compare_main(argv) == 0
+    assert main(["compare", str(bare), "--out", str(out), "--title", "bare run"]) == 0
     assert str(out / "report.html") in capsys.readouterr().out
     assert {p.stem for p in out.glob("*.png")} == {"curves", "final"}
     md = (out / "report.md").read_text()
