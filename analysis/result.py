@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.io import atomic_write, write_json
 from analysis.stats import SPLIT_DEFAULTS, split_sharp_flat
-from ddl.rundir import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -158,7 +158,7 @@ class DualityResult:
             "top_directions": {k: np.asarray(getattr(self, k))[:n].tolist() for k in DIRECTION_FIELDS},
             "arrays": f"{stem}.npz",
         }
-        atomic_write(js, lambda f: f.write(json.dumps(_plain(doc), indent=2).encode()))
+        write_json(js, doc)
         return npz, js
 
     @classmethod
@@ -181,17 +181,3 @@ class DualityResult:
         with np.load(npz) as z:
             kw.update({k: z[k] for k in z.files if k in fields})
         return cls(**kw)
-
-
-def _plain(o):
-    if isinstance(o, dict):
-        return {k: _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        return float(o) if np.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return o

@@ -112,7 +112,7 @@ def summarize(backend: str, algo: str, n: int, K: int, per_rank: list[dict], ste
 
 # ---- the backends ---------------------------------------------------------------------------------------
 def run_sim(cases, steps, warmup, repeats) -> list[dict]:
-    from ddl.backends import SimCollective
+    from ddl.comm import SimCollective
 
     torch.set_num_threads(1)  # one core for all learners, as one worker process of the other backends gets
     rows = []
@@ -140,7 +140,7 @@ def run_torchrun(K: int, cases, steps, warmup, repeats) -> list[dict]:
 
 
 def torchrun_worker(spec_path: str) -> None:
-    from ddl.backends.torchdist import TorchDistCollective, setup_torchrun
+    from ddl.comm.torchdist import TorchDistCollective, setup_torchrun
 
     spec = json.loads(Path(spec_path).read_text())
     cases = spec["cases"]
@@ -154,7 +154,7 @@ def torchrun_worker(spec_path: str) -> None:
 
 
 def run_ray(K: int, transport: str, cases, steps, warmup, repeats) -> list[dict]:
-    from ddl.backends.ray_backend import RayWorkers
+    from ddl.drivers.ray_cluster import RayWorkers
 
     rows = []
     for n in sorted({n for _, n in cases}):
@@ -171,7 +171,7 @@ def run_ray(K: int, transport: str, cases, steps, warmup, repeats) -> list[dict]
 
 def ray_transport_choice(rows: list[dict]) -> dict:
     """The measured case for the Ray backend's default transport: objects / torch step-time ratios."""
-    from ddl.backends.ray_backend import DEFAULT_TRANSPORT
+    from ddl.drivers.ray_cluster import DEFAULT_TRANSPORT
 
     t = {(r["algo"], r["learners"], r["workers"]): r["step_ms"] for r in rows if r["backend"] == "ray-torch"}
     o = {(r["algo"], r["learners"], r["workers"]): r["step_ms"] for r in rows if r["backend"] == "ray-objects"}

@@ -1,7 +1,8 @@
 """The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``demo``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig`, so the CLI, config files and the Python
-API accept the same names.  Bad input ends with one line ``ddl: error: --flag: …`` and exit status 2.
+API accept the same names.  Bad input (:class:`ddl.errors.DDLError`, :class:`analysis.AnalysisError`) ends with one line
+``ddl: error: --flag: …`` and exit status 2; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import dataclasses
 import sys
 import typing
 
-from ddl.config import ConfigError, TrainConfig, read_config_file
+from analysis.errors import AnalysisError
+from ddl.config import TrainConfig, read_config_file
+from ddl.errors import DDLError
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -64,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tr)
     tr.set_defaults(func=_cmd_train)
 
-    from analysis.cli import add_analyze_arguments, run_analyze
-    from analysis.compare import add_compare_arguments, run_compare
+    from ddl.analyze import add_analyze_arguments, run_analyze
+    from ddl.report.compare import add_compare_arguments, run_compare
 
     an = sub.add_parser("analyze", help="activity-weight duality decomposition of a run's averaged model")
     add_analyze_arguments(an)
@@ -90,7 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         res = train(cfg)
     else:
-        from ddl.launch import train_distributed
+        from ddl.drivers import train_distributed
 
         res = train_distributed(cfg, args)
     if res is not None and res.out is not None:
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (DDLError, AnalysisError) as e:  # bad input: one line; anything else is a bug and keeps its traceback
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         parser.exit(2, f"ddl: error: {msg}\n")
     return 0

@@ -2,6 +2,11 @@
 
 The resolved config is written to ``RUN/config.json``; it is all that is needed to rebuild the data split,
 the model and the learners' minibatch streams.
+
+Every field carries a **role** (``ROLES``): ``algorithm``, ``model`` and ``data`` change the mathematics of a run
+(``MATH_ROLES``); ``stopping``, ``measure`` and ``execution`` do not.  That one declaration decides which runs
+are repetitions of one configuration (reports group seeds by it) and which flags may change on resume.  Sets of
+allowed values live next to their implementations and are only referenced here.
 """
 
 from __future__ import annotations
@@ -12,82 +17,100 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddl.comm import BACKENDS
+from ddl.comm.torchdist import DIST_BACKENDS
+from ddl.data import DATASETS
+from ddl.errors import ConfigError
+from ddl.learners import MODES as SIM_MODES
+from ddl.models.factory import INITS, MODELS
+from ddl.schedule import SCHEDULES
+from ddl.topology import TOPOLOGIES
+
 ALGOS = ("ssgd", "dpsgd")
-TOPOLOGIES = ("ring", "complete")
-BACKENDS = ("sim", "torchrun", "ray")
-SCHEDULES = ("constant", "step")
 DTYPES = ("float32", "float64")
+RAY_TRANSPORTS = ("torch", "objects")
+
+ROLES = ("algorithm", "model", "data", "stopping", "measure", "replicate", "execution")
+MATH_ROLES = frozenset({"algorithm", "model", "data"})  # change the mathematics of a run
+EXPERIMENT_ROLES = MATH_ROLES | {"stopping"}  # runs equal in these are seeds of one experiment
+RESUMABLE_ROLES = frozenset({"stopping", "execution"})  # may change when a run is resumed
+
+__all__ = ["ALGOS", "ConfigError", "EXPERIMENT_ROLES", "MATH_ROLES", "RESUMABLE_ROLES", "ROLES", "TrainConfig",
+           "experiment_key", "fields_by_role", "read_config_file"]
 
 
-class ConfigError(ValueError):
-    """Bad configuration: one line naming the flag and the accepted values."""
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def _fl(default, help: str, **kw):
-    return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+def _field(default, help: str, role: str, **kw):
+    """A config field with its CLI help, its role and (optionally) its allowed ``choices``."""
+    assert role in ROLES, role
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, "role": role, **kw})
+    return field(default=default, metadata={"help": help, "role": role, **kw})
 
 
 @dataclass
 class TrainConfig:
-    # algorithm
-    algo: str = _f("ssgd", "multi-learner algorithm", choices=ALGOS)
-    learners: int = _f(1, "number of learners n (n=1 is plain SGD)")
-    batch_size: int = _f(25, "local minibatch b per learner (total B = n·b)")
-    lr: float = _f(0.1, "learning rate α")
-    topology: str = _f("ring", "DPSGD neighbour set (mixing matrix)", choices=TOPOLOGIES)
-    momentum: float = _f(0.0, "heavy-ball momentum (per-learner buffers)")
-    weight_decay: float = _f(0.0, "L2 weight decay β (gradient += β·w)")
-    wd_stop_epoch: int | None = _f(None, "stop applying weight decay from this epoch on")
-    lr_schedule: str = _f("constant", "learning-rate schedule", choices=SCHEDULES)
-    lr_milestones: list[int] = _fl([], "epochs at which a step schedule multiplies lr by --lr-gamma")
-    lr_gamma: float = _f(0.1, "decay factor of the step schedule")
-    warmup_epochs: float = _f(0.0, "linear learning-rate warm-up length in epochs")
-    # stopping and evaluation
-    epochs: int = _f(100, "maximum number of epochs")
-    stop_loss: float | None = _f(1e-3, "stop once training loss < this and training accuracy ≥ --stop-acc")
-    stop_acc: float = _f(0.99, "training accuracy required by the loss stop rule")
-    eval_every: int = _f(1, "evaluate the averaged model every this many epochs")
-    eval_samples: int | None = _f(None, "evaluate on at most this many train/test samples (default: all)")
-    measure_noise: int = _f(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)")
-    noise_samples: int = _f(1000, "training samples for the full gradient and Hessian of the noise measurement")
-    noise_top_k: int = _f(5, "top Hessian eigen-directions tracked by the noise measurement")
-    # model
-    model: str = _f("mlp", "model", choices=("mlp", "cnn", "resnet18", "densenet121"))
-    hidden: list[int] = _fl([30, 30], "MLP hidden widths")
-    bias: bool = _f(False, "MLP layers with bias")
-    dropout: float = _f(0.0, "MLP dropout after hidden layer 1")
-    init: str = _f("default", "weight init", choices=("default", "xavier"))
-    init_scale: float = _f(1.0, "multiply initial weights by s")
-    # data
-    dataset: str = _f("mnist5k", "data set", choices=("mnist5k", "mnist", "fashion-mnist", "cifar10"))
-    data_dir: str | None = _f(None, "directory holding the data set's files (mnist, cifar10, fashion-mnist)")
-    train_per_class: int | None = _f(None, "correctly labelled training samples per class (mnist5k: 400)")
-    test_per_class: int | None = _f(None, "test samples per class (mnist5k: 100; others: all)")
-    label_noise: float = _f(0.0, "fraction ρ of training labels set to a wrong class")
-    augment: bool = _f(False, "CIFAR random crop + horizontal flip")
-    # execution
-    backend: str = _f("sim", "where learners run", choices=BACKENDS)
-    dist_backend: str = _f("auto", "torch.distributed backend (torchrun; ray with --ray-transport torch): "
-                           "auto = nccl when GPUs are used, else gloo", choices=("auto", "gloo", "nccl"))
-    workers: int | None = _f(None, "worker processes K, each holding n/K learners (ray: actors, default one per "
-                             "learner up to the cluster's CPUs; torchrun: must equal the launched world size)")
-    address: str | None = _f(None, "ray: address of an existing cluster, HOST:PORT, ray://HOST:PORT or auto "
-                             "(default: start a local cluster)")
-    ray_transport: str = _f("torch", "ray: how actors move tensors: torch (torch.distributed in the actors) or "
-                            "objects (Ray object store)", choices=("torch", "objects"))
-    sim_mode: str = _f(
-        "auto", "learner gradients: auto (fastest available), vmap, or loop (oracle)", choices=("auto", "vmap", "loop")
-    )
-    device: str = _f("auto", "cpu, cuda, cuda:K or auto")
-    dtype: str = _f("float32", "parameter dtype", choices=DTYPES)
-    seed: int = _f(0, "seed of the initial weights, data split and minibatch streams")
-    out: str | None = _f(None, "run directory (default: runs/<algo>-n<learners>-s<seed>)")
-    overwrite: bool = _f(False, "replace an existing run in --out")
-    progress: bool = _f(True, "show a progress bar")
+    # ---- the algorithm
+    algo: str = _field("ssgd", "multi-learner algorithm", "algorithm", choices=ALGOS)
+    learners: int = _field(1, "number of learners n (n=1 is plain SGD)", "algorithm")
+    batch_size: int = _field(25, "local minibatch b per learner (total B = n·b)", "algorithm")
+    lr: float = _field(0.1, "learning rate α", "algorithm")
+    topology: str = _field("ring", "DPSGD neighbour set (mixing matrix)", "algorithm", choices=tuple(TOPOLOGIES))
+    momentum: float = _field(0.0, "heavy-ball momentum (per-learner buffers)", "algorithm")
+    weight_decay: float = _field(0.0, "L2 weight decay β (gradient += β·w)", "algorithm")
+    wd_stop_epoch: int | None = _field(None, "stop applying weight decay from this epoch on", "algorithm")
+    lr_schedule: str = _field("constant", "learning-rate schedule", "algorithm", choices=SCHEDULES)
+    lr_milestones: list[int] = _field([], "epochs at which a step schedule multiplies lr by --lr-gamma", "algorithm")
+    lr_gamma: float = _field(0.1, "decay factor of the step schedule", "algorithm")
+    warmup_epochs: float = _field(0.0, "linear learning-rate warm-up length in epochs", "algorithm")
+    # ---- stopping and evaluation
+    epochs: int = _field(100, "maximum number of epochs", "stopping")
+    stop_loss: float | None = _field(1e-3, "stop once training loss < this and training accuracy ≥ --stop-acc",
+                                     "stopping")
+    stop_acc: float = _field(0.99, "training accuracy required by the loss stop rule", "stopping")
+    eval_every: int = _field(1, "evaluate the averaged model every this many epochs", "stopping")
+    eval_samples: int | None = _field(None, "evaluate on at most this many train/test samples (default: all)",
+                                      "stopping")
+    # ---- measurements (never change the trajectory)
+    measure_noise: int = _field(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)", "measure")
+    noise_samples: int = _field(1000, "training samples for the full gradient and Hessian of the noise measurement",
+                                "measure")
+    noise_top_k: int = _field(5, "top Hessian eigen-directions tracked by the noise measurement", "measure")
+    # ---- the model
+    model: str = _field("mlp", "model", "model", choices=MODELS)
+    hidden: list[int] = _field([30, 30], "MLP hidden widths", "model")
+    bias: bool = _field(False, "MLP layers with bias", "model")
+    dropout: float = _field(0.0, "MLP dropout after hidden layer 1", "model")
+    init: str = _field("default", "weight init", "model", choices=INITS)
+    init_scale: float = _field(1.0, "multiply initial weights by s", "model")
+    dtype: str = _field("float32", "parameter dtype", "model", choices=DTYPES)
+    # ---- the data
+    dataset: str = _field("mnist5k", "data set", "data", choices=DATASETS)
+    train_per_class: int | None = _field(None, "correctly labelled training samples per class (mnist5k: 400)",
+                                         "data")
+    test_per_class: int | None = _field(None, "test samples per class (mnist5k: 100; others: all)", "data")
+    label_noise: float = _field(0.0, "fraction ρ of training labels set to a wrong class", "data")
+    augment: bool = _field(False, "CIFAR random crop + horizontal flip", "data")
+    # ---- the replicate: everything above fixes an experiment, the seed one repetition of it
+    seed: int = _field(0, "seed of the initial weights, data split and minibatch streams", "replicate")
+    # ---- execution: where and how, never what
+    data_dir: str | None = _field(None, "directory holding the data set's files (mnist, cifar10, fashion-mnist)",
+                                  "execution")
+    backend: str = _field("sim", "where learners run", "execution", choices=BACKENDS)
+    dist_backend: str = _field("auto", "torch.distributed backend (torchrun; ray with --ray-transport torch): "
+                               "auto = nccl when GPUs are used, else gloo", "execution", choices=DIST_BACKENDS)
+    workers: int | None = _field(None, "worker processes K, each holding n/K learners (ray: actors, default one "
+                                 "per learner up to the cluster's CPUs; torchrun: must equal the launched world size)",
+                                 "execution")
+    address: str | None = _field(None, "ray: address of an existing cluster, HOST:PORT, ray://HOST:PORT or auto "
+                                 "(default: start a local cluster)", "execution")
+    ray_transport: str = _field("torch", "ray: how actors move tensors: torch (torch.distributed in the actors) or "
+                                "objects (Ray object store)", "execution", choices=RAY_TRANSPORTS)
+    sim_mode: str = _field("auto", "learner gradients: auto (fastest available), vmap, or loop (oracle)",
+                           "execution", choices=SIM_MODES)
+    device: str = _field("auto", "cpu, cuda, cuda:K or auto", "execution")
+    out: str | None = _field(None, "run directory (default: runs/<algo>-n<learners>-b<batch>-s<seed>)", "execution")
+    overwrite: bool = _field(False, "replace an existing run in --out", "execution")
+    progress: bool = _field(True, "show a progress bar", "execution")
 
     def validate(self) -> TrainConfig:
         for f in dataclasses.fields(self):
@@ -120,6 +143,20 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"--config: unknown keys {', '.join(unknown)}")
         return cls(**d)
+
+
+def fields_by_role(*roles: str) -> tuple[str, ...]:
+    """Names of the config fields whose role is one of ``roles``."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] in roles)
+
+
+def experiment_key(cfg: TrainConfig) -> tuple[tuple[str, str], ...]:
+    """What makes two runs repetitions (seeds) of one experiment: every field with a role in
+    ``EXPERIMENT_ROLES``, with the topology dropped for SSGD (it has no neighbour set)."""
+    d = {k: getattr(cfg, k) for k in fields_by_role(*EXPERIMENT_ROLES)}
+    if d.get("algo") != "dpsgd":
+        d.pop("topology", None)
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in d.items()))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from analysis import analyze_run
-from analysis.compare import compare_runs
+from ddl.analyze import analyze_run
 from ddl.config import TrainConfig
+from ddl.report.compare import compare_runs
 from ddl.train import train
 
 DEMO = dict(learners=16, batch_size=25, lr=0.5, epochs=300, stop_loss=1e-3, measure_noise=50, model="mlp",

@@ -21,19 +21,24 @@ Analysis and reports read only this directory: :func:`load_run` rebuilds the exa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from analysis.io import atomic_write, plain, read_jsonl
 from ddl.config import TrainConfig
+from ddl.errors import ConfigError, RunDirError
+
+__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "save_torch",
+           "write_json"]
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
+    """Run files keep non-finite numbers (a diverged loss is ``NaN``, read back as such)."""
+    text = json.dumps(plain(obj, nonfinite_as_null=False), indent=2)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -42,37 +47,23 @@ def save_torch(path: Path, obj: Any) -> None:
 
 def append_jsonl(path: Path, obj: dict) -> None:
     with open(path, "a") as f:
-        f.write(json.dumps(obj, default=_jsonable) + "\n")
+        f.write(json.dumps(plain(obj, nonfinite_as_null=False)) + "\n")
 
 
-def _jsonable(o):
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
+def read_config(path: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` of a run's ``config.json`` (its extra keys, ``ddl_version`` and ``world``,
+    describe where it ran)."""
+    p = Path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class RunDirError(ValueError):
-    """Not a usable run directory (one line saying what is missing)."""
+        raw = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"RUN_DIR: {p} is unreadable or not JSON ({type(e).__name__})") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"RUN_DIR: {p} does not hold a configuration mapping")
+    try:
+        return TrainConfig.from_dict({k: v for k, v in raw.items() if k not in ("ddl_version", "world")})
+    except (ConfigError, TypeError) as e:
+        raise RunDirError(f"RUN_DIR: {p}: {e}") from None
 
 
 @dataclass
@@ -83,13 +74,17 @@ class Run:
     config: TrainConfig
     summary: dict
 
+    def _records(self, name: str) -> list[dict]:
+        try:
+            return read_jsonl(self.path / name)
+        except ValueError as e:
+            raise RunDirError(f"RUN_DIR: {e}") from None
+
     def metrics(self) -> list[dict]:
-        p = self.path / "metrics.jsonl"
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+        return self._records("metrics.jsonl")
 
     def noise(self) -> list[dict]:
-        p = self.path / "noise.jsonl"
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+        return self._records("noise.jsonl")
 
     def dataset(self):
         """The exact data split, subset and label noise the run trained on."""
@@ -98,23 +93,33 @@ class Run:
         c = self.config
         return load_dataset(c.dataset, c.data_dir, c.train_per_class, c.test_per_class, c.label_noise, c.seed)
 
-    def model(self, map_location: str = "cpu") -> torch.nn.Module:
-        """The averaged model w̄ in eval mode, float32 or the run's dtype, on ``map_location``."""
+    def model(self, map_location: str = "cpu", num_classes: int | None = None) -> torch.nn.Module:
+        """The averaged model w̄ in eval mode, in the run's dtype, on ``map_location``.
+
+        ``num_classes`` defaults to the run's data set (loaded when not given).
+        """
         from ddl.data import INPUT_SHAPES
         from ddl.models import build_model
 
         c = self.config
-        model = build_model(
-            c.model, INPUT_SHAPES[c.dataset], 10, hidden=tuple(c.hidden), bias=c.bias, dropout=c.dropout, init=c.init
-        )
+        if num_classes is None:
+            num_classes = self.dataset().num_classes
+        model = build_model(c.model, INPUT_SHAPES[c.dataset], num_classes, hidden=tuple(c.hidden), bias=c.bias,
+                            dropout=c.dropout, init=c.init)
         if c.dtype == "float64":
             model = model.double()
-        state = torch.load(self.path / "checkpoints" / "averaged.pt", map_location=map_location)
-        model.load_state_dict(state)
+        model.load_state_dict(self._load("averaged.pt", map_location))
         return model.eval()
 
     def learners(self, map_location: str = "cpu") -> dict:
-        return torch.load(self.path / "checkpoints" / "learners.pt", map_location=map_location)
+        return self._load("learners.pt", map_location)
+
+    def _load(self, name: str, map_location: str):
+        p = self.path / "checkpoints" / name
+        try:
+            return torch.load(p, map_location=map_location)
+        except Exception as e:  # a truncated or corrupted file: torch raises several types
+            raise RunDirError(f"RUN_DIR: {p} is corrupt or unreadable ({type(e).__name__})") from None
 
 
 def load_run(path: str | Path) -> Run:
@@ -123,7 +128,11 @@ def load_run(path: str | Path) -> Run:
         raise RunDirError(f"RUN_DIR: {p} has no config.json (not a ddl run directory)")
     if not (p / "checkpoints" / "averaged.pt").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no checkpoints/averaged.pt (run unfinished?)")
-    raw = json.loads((p / "config.json").read_text())
-    cfg = TrainConfig.from_dict({k: v for k, v in raw.items() if k not in ("ddl_version", "world")})
-    summary = json.loads((p / "summary.json").read_text()) if (p / "summary.json").exists() else {}
+    cfg = read_config(p / "config.json")
+    summary = {}
+    if (p / "summary.json").exists():
+        try:
+            summary = json.loads((p / "summary.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            raise RunDirError(f"RUN_DIR: {p / 'summary.json'} is corrupt") from None
     return Run(p, cfg, summary)

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
+from typing import Protocol
 
-from ddl.config import TrainConfig
+SCHEDULES = ("constant", "step")
 
 
-def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+class ScheduleSettings(Protocol):
+    """The fields of :class:`ddl.config.TrainConfig` the schedules read (the config names the schedules defined
+    here, so this module does not import it)."""
+
+    lr: float
+    lr_schedule: str
+    lr_milestones: Sequence[int]
+    lr_gamma: float
+    warmup_epochs: float
+    weight_decay: float
+    wd_stop_epoch: int | None
+
+
+def learning_rate(cfg: ScheduleSettings, step: int, steps_per_epoch: int) -> float:
     """α at ``step``: constant or step decay at ``lr_milestones``, with an optional linear warm-up."""
     epoch = step / steps_per_epoch
     lr = cfg.lr
@@ -19,7 +34,7 @@ def learning_rate(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return lr
 
 
-def weight_decay(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+def weight_decay(cfg: ScheduleSettings, step: int, steps_per_epoch: int) -> float:
     if cfg.wd_stop_epoch is not None and step // steps_per_epoch >= cfg.wd_stop_epoch:
         return 0.0
     return cfg.weight_decay

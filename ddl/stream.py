@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ddl.errors import ConfigError
+
 
 class MinibatchStream:
     def __init__(self, n_train: int, n_learners: int, batch_size: int, seed: int):
@@ -22,7 +24,7 @@ class MinibatchStream:
         self.seed = seed
         self.steps_per_epoch = n_train // (n_learners * batch_size)
         if self.steps_per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"--batch-size: total batch {n_learners}×{batch_size} exceeds the {n_train} training samples"
             )
         self._cached: tuple[int, torch.Tensor] | None = None

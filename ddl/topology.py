@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ddl.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -55,5 +57,5 @@ TOPOLOGIES = {"ring": ring, "complete": complete}
 
 def make_topology(name: str, n: int) -> Topology:
     if name not in TOPOLOGIES:
-        raise ValueError(f"--topology: unknown topology {name!r}; accepted: {', '.join(TOPOLOGIES)}")
+        raise ConfigError(f"--topology: unknown topology {name!r}; accepted: {', '.join(TOPOLOGIES)}")
     return TOPOLOGIES[name](n)

@@ -1,14 +1,13 @@
 """The training loop, run by every worker of every backend (one worker for simulated learners).
 
 Per step: each of this worker's learners draws its minibatch from the shared stream, the algorithm updates
-them (talking to other workers only through the :class:`~ddl.backends.Collective`).  Every ``eval_every``
+them (talking to other workers only through the :class:`~ddl.comm.Collective`).  Every ``eval_every``
 epochs the averaged model w̄ is evaluated on the train and test sets and the consensus distance
 mean_a ‖w_a − w̄‖² is logged.  Only the main worker writes the run directory.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from tqdm.auto import tqdm
 
 from ddl import __version__
 from ddl.algorithms import DPSGD, SSGD, LearnerState
-from ddl.backends import Collective, SimCollective
-from ddl.config import ConfigError, TrainConfig
+from ddl.comm import Collective, SimCollective
+from ddl.config import TrainConfig
 from ddl.data import Dataset, augment_cifar, load_dataset
+from ddl.errors import ConfigError
 from ddl.flat import FlatSpec
 from ddl.learners import LearnerCompute, evaluate
 from ddl.models import build_model
@@ -92,7 +92,7 @@ class Trainer:
         self.out = Path(cfg.out) if cfg.out else default_out(cfg)
         self.noise = None
         if cfg.measure_noise:
-            from analysis.noise import NoiseMeter
+            from ddl.noise import NoiseMeter
 
             self.noise = NoiseMeter(self, cfg.noise_samples, cfg.noise_top_k)
 
@@ -249,6 +249,3 @@ def train(cfg: TrainConfig, comm: Collective | None = None) -> TrainResult:
     """Train per ``cfg`` on ``comm`` (simulated learners by default) and write the run directory."""
     return Trainer(cfg, comm).run()
 
-
-def read_metrics(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x.strip()]

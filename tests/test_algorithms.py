@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ddl.algorithms import Mixer
-from ddl.backends import SimCollective
+from ddl.comm import SimCollective
 from ddl.flat import FlatSpec
 from ddl.topology import complete, ring
 from ddl.train import Trainer

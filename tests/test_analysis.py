@@ -500,4 +500,4 @@ def test_result_save_load_split_and_figures(tiny, tmp_path):
 
 
 def test_public_api():
-    assert set(analysis.__all__) >= {"decompose", "DualityResult", "analyze_run", "AnalysisError"}
+    assert set(analysis.__all__) >= {"decompose", "DualityResult", "AnalysisError"}

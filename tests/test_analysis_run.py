@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import DualityResult, analyze_run, decompose
-from analysis.cli import add_analyze_arguments, run_analyze
+from analysis import AnalysisError, DualityResult, decompose
+from ddl.analyze import add_analyze_arguments, analyze_run, run_analyze
+from ddl.errors import DDLError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
@@ -73,17 +74,17 @@ def test_cli_arguments_default_layer_and_out(run_dir, tmp_path, capsys):
 
 
 def test_bad_run_dir_and_layer_are_one_line_value_errors(run_dir, tmp_path):
-    with pytest.raises(ValueError, match="RUN_DIR: .* no config.json"):
+    with pytest.raises(DDLError, match="RUN_DIR: .* no config.json"):
         analyze_run(tmp_path, progress=False)
-    with pytest.raises(ValueError, match="--layer: the model has no module named 'fc7'; nn.Linear layers: fc1, fc2"):
+    with pytest.raises(AnalysisError, match="--layer: the model has no module named 'fc7'; nn.Linear layers: fc1, fc2"):
         analyze_run(run_dir, layer="fc7", out=tmp_path / "x", progress=False)
-    with pytest.raises(ValueError, match="--test-samples"):
+    with pytest.raises(AnalysisError, match="--test-samples"):
         analyze_run(run_dir, test_samples=0, progress=False)
 
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--layer", "relu1", "--no-progress"],
+    r = subprocess.run([sys.executable, "-m", "ddl.cli", "analyze", str(run_dir), "--layer", "relu1", "--no-progress"],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--layer" in r.stderr
 

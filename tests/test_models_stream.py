@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from ddl.errors import ConfigError
 from ddl.models import ModelError, build_model, last_linear_name
 from ddl.stream import MinibatchStream
 
@@ -57,5 +58,5 @@ def test_stream_partitions_global_batch():
         seen.append(idx.flatten())
     assert torch.unique(torch.cat(seen)).numel() == 1000  # one epoch = each sample once
     assert not torch.equal(s.indices(0, [0]), s.indices(10, [0]))  # new permutation next epoch
-    with pytest.raises(ValueError, match="--batch-size"):
+    with pytest.raises(ConfigError, match="--batch-size"):
         MinibatchStream(50, 4, 25, seed=0)

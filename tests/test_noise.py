@@ -1,4 +1,4 @@
-"""Landscape-dependent noise measurement (analysis.noise) against direct computations."""
+"""Landscape-dependent noise measurement (ddl.noise) against direct computations."""
 
 import json
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.func import functional_call, hessian
 
-from analysis.noise import NoiseMeter
 from ddl.config import TrainConfig
 from ddl.data import Dataset
+from ddl.noise import NoiseMeter
 from ddl.train import Trainer, train
 
 

@@ -12,9 +12,9 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from ddl.backends.ray_backend import RayWorkers  # noqa: E402
 from ddl.cli import main  # noqa: E402
 from ddl.config import ConfigError, TrainConfig  # noqa: E402
+from ddl.drivers.ray_cluster import RayWorkers  # noqa: E402
 from ddl.train import train  # noqa: E402
 
 TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, progress=False)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.compare import compare_runs
-from analysis.report import build_report
-from analysis.report_data import make_groups, read_run, verdict
 from ddl.config import TrainConfig
+from ddl.report.compare import compare_runs
+from ddl.report.data import make_groups, read_run, verdict
+from ddl.report.render import build_report
 from ddl.train import train
 
 FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness")
@@ -24,8 +24,8 @@ FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributio
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """An SSGD and a DPSGD run (tiny, with noise measurements), each analysed with ``analysis.analyze_run``."""
-    from analysis import analyze_run
+    """An SSGD and a DPSGD run (tiny, with noise measurements), each analysed with ``ddl.analyze.analyze_run``."""
+    from ddl.analyze import analyze_run
 
     root = tmp_path_factory.mktemp("runs")
     out = {}

@@ -1,4 +1,4 @@
-"""SSGD and DPSGD, written once against :class:`ddl.backends.Collective` (MATH.md §7)."""
+"""SSGD and DPSGD, written once against :class:`ddl.comm.Collective` (MATH.md §7)."""
 
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.dpsgd import DPSGD

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ddl.backends.base import Collective
+from ddl.comm.base import Collective
 from ddl.learners import LearnerCompute
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ddl.backends.base import Collective, PendingExchange
+from ddl.comm.base import Collective, PendingExchange
 from ddl.topology import Topology
 
 

@@ -9,9 +9,10 @@ import torch
 
 from ddl.data import sources
 from ddl.data.labels import add_label_noise, per_class_subset
+from ddl.errors import ConfigError
 
 
-class DataError(ValueError):
+class DataError(ConfigError):
     """Bad data request: the message is one line naming the flag and what it accepts."""
 
 
@@ -82,8 +83,8 @@ def load_dataset(
             raise DataError(f"--data-dir: required for --dataset {name} (a directory holding its files)")
         try:
             x_tr, y_tr, x_te, y_te = sources.from_directory(name, Path(directory))
-        except FileNotFoundError as e:
-            raise DataError(f"--data-dir: {e}") from None
+        except (OSError, ValueError) as e:  # missing, unreadable or wrong-format files
+            raise DataError(f"--data-dir: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         if test_per_class is not None:
             x_te, y_te = per_class_subset(x_te, y_te, test_per_class, seed=12345)
     num_classes = 10

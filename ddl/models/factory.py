@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddl.errors import ConfigError
 from ddl.models.cifar import densenet121, resnet18
 from ddl.models.cnn import LeNet
 from ddl.models.mlp import MLP
@@ -13,7 +14,7 @@ MODELS = ("mlp", "cnn", "resnet18", "densenet121")
 INITS = ("default", "xavier")
 
 
-class ModelError(ValueError):
+class ModelError(ConfigError):
     """Bad model request: one line naming the flag and what it accepts."""
 
 

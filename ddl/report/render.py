@@ -9,7 +9,7 @@ analysis in ``RUN/analysis``), groups the runs by configuration, aggregates over
   ``contributions``, ``noise_time``, ``noise_sharpness``; those without data are left out and the report says why);
 * ``numbers.json`` - every number of the tables (per group: mean, std, n; per run: the values) and the verdict.
 
-``ddl compare`` (:mod:`analysis.compare`) is the command-line front end.
+``ddl compare`` (:mod:`ddl.report.compare`) is the command-line front end.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from analysis.report_data import (
+from analysis.io import atomic_write
+from ddl.report.data import (
     TOP_DIRECTIONS,
     Group,
     RunData,
@@ -36,8 +37,8 @@ from analysis.report_data import (
     read_run,
     verdict,
 )
-from analysis.report_figures import FIGURES, png_bytes
-from ddl.rundir import atomic_write
+from ddl.report.figures import FIGURES, png_bytes
+from ddl.rundir import RunDirError
 
 # (key, label, kind): kind "err" is shown in %, "int" as a whole number, "num" with 4 significant digits
 GROUP_ROWS = (
@@ -273,7 +274,7 @@ def _not_shown(groups: list[Group], name: str) -> list[str]:
 def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> Report:
     """Read ``run_dirs``, write the report to ``out`` and return the paths (see the module docstring)."""
     if not run_dirs:
-        raise ValueError("RUN: give at least one run directory")
+        raise RunDirError("RUN: give at least one run directory")
     seen, runs = set(), []
     for d in run_dirs:
         p = Path(d).resolve()

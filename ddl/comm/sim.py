@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ddl.backends.base import Collective
+from ddl.comm.base import Collective
 
 
 class SimCollective(Collective):

@@ -16,9 +16,10 @@ import argparse
 import os
 import time
 
-from ddl.config import ConfigError, TrainConfig
+from ddl.config import TrainConfig
+from ddl.errors import ConfigError, DDLError
 
-_SAME_ON_EVERY_RANK = (ConfigError, ValueError, FileNotFoundError)
+_SAME_ON_EVERY_RANK = (DDLError,)
 _QUIET_EXIT_DELAY_S = 5.0
 
 
@@ -35,7 +36,7 @@ def train_distributed(cfg: TrainConfig, args: argparse.Namespace | None = None):
     if cfg.backend == "torchrun":
         return _train_torchrun(cfg)
     if cfg.backend == "ray":
-        from ddl.backends.ray_backend import train_ray
+        from ddl.drivers.ray_cluster import train_ray
 
         return train_ray(cfg)
     raise ConfigError(f"--backend: {cfg.backend!r} is not a distributed backend (torchrun, ray)")
@@ -48,7 +49,7 @@ def _out_taken(trainer) -> bool:
 def _train_torchrun(cfg: TrainConfig):
     import torch
 
-    from ddl.backends.torchdist import setup_torchrun
+    from ddl.comm.torchdist import setup_torchrun
     from ddl.train import Trainer
 
     rank = int(os.environ.get("RANK", 0))

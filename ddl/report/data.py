@@ -19,14 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ddl.config import TrainConfig
+from ddl.config import TrainConfig, experiment_key
 from ddl.rundir import Run, RunDirError, load_run
 
 # config fields that do not change what is trained (execution, bookkeeping, measurement)
-IGNORED_FIELDS = frozenset({
-    "seed", "out", "overwrite", "progress", "backend", "dist_backend", "workers", "address", "ray_transport",
-    "sim_mode", "device", "measure_noise", "noise_samples", "noise_top_k", "data_dir",
-})  # fmt: skip
 # fields already in every label
 LABEL_FIELDS = ("algo", "learners", "topology", "lr")
 SHORT_NAMES = {"batch_size": "b", "momentum": "momentum", "weight_decay": "wd", "label_noise": "label noise",
@@ -243,14 +239,6 @@ def log_corr(a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # groups
 # ---------------------------------------------------------------------------------------------------------
-def config_key(cfg: TrainConfig) -> tuple:
-    """What identifies a configuration: every training-relevant field except the seed."""
-    d = {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS}
-    if d.get("algo") != "dpsgd":
-        d.pop("topology", None)  # SSGD has no neighbour set
-    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in d.items()))
-
-
 @dataclass
 class Group:
     """Runs of one configuration (one per seed, ideally)."""
@@ -306,10 +294,10 @@ def base_label(cfg: TrainConfig) -> str:
 
 
 def make_groups(runs: list[RunData]) -> list[Group]:
-    """Group runs by :func:`config_key`; order SSGD before DPSGD, then by label; label and colour each."""
+    """Group runs by :func:`ddl.config.experiment_key`; SSGD before DPSGD, then by label; label and colour each."""
     by_key: dict[tuple, list[RunData]] = {}
     for r in runs:
-        by_key.setdefault(config_key(r.config), []).append(r)
+        by_key.setdefault(experiment_key(r.config), []).append(r)
     groups = [Group(k, sorted(rs, key=lambda r: r.seed)) for k, rs in by_key.items()]
     # fields that differ between groups and are not in the base label go into every label
     dicts = [dict(g.key) for g in groups]

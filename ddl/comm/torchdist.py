@@ -20,8 +20,8 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 
-from ddl.backends.base import Collective, PendingExchange
-from ddl.config import ConfigError
+from ddl.comm.base import Collective, PendingExchange
+from ddl.errors import ConfigError
 
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 

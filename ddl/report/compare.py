@@ -23,9 +23,9 @@ def compare_runs(run_dirs: list, out: str | Path, title: str | None = None) -> P
 
     Runs equal in configuration apart from the seed are aggregated (mean ± std over seeds).  Runs without a
     duality analysis (``ddl analyze RUN``) or noise measurements (``ddl train --measure-noise K``) contribute
-    what they have; the report lists what is missing.  See :mod:`analysis.report` for the files written.
+    what they have; the report lists what is missing.  See :mod:`ddl.report.render` for the files written.
     """
-    from analysis.report import build_report
+    from ddl.report.render import build_report
 
     return build_report(list(run_dirs), out, title).html
 
@@ -45,7 +45,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def run_compare(args: argparse.Namespace) -> int:
     """Build the report for parsed ``args``, print where it is and return 0."""
-    from analysis.report import build_report
+    from ddl.report.render import build_report
 
     rep = build_report(list(args.runs), args.out, args.title)
     n_runs = sum(len(g.runs) for g in rep.groups)
@@ -53,10 +53,3 @@ def run_compare(args: argparse.Namespace) -> int:
           f"configuration{'s' if len(rep.groups) != 1 else ''}; report {rep.html}")  # fmt: skip
     return 0
 
-
-if __name__ == "__main__":  # ``python -m analysis.compare RUN ... --out DIR`` is ``ddl compare``
-    import sys
-
-    from ddl.cli import main
-
-    sys.exit(main(["compare", *sys.argv[1:]]))

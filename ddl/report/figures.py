@@ -1,7 +1,7 @@
 """The figures of the comparison report (matplotlib ``Figure`` objects on the Agg canvas; pyplot is never
 imported, so no global state or display is touched).
 
-Every function takes the groups of :mod:`analysis.report_data` and returns a ``Figure``, or ``None`` when no
+Every function takes the groups of :mod:`ddl.report.data` and returns a ``Figure``, or ``None`` when no
 group has the data it needs.  Curves are means over seeds with a ±1 std band; noise is aggregated in log space
 (geometric mean, band ×/÷ the geometric std).
 """
@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.report_data import Band, Group, direction_band, metric_band, noise_band, noise_series
+from ddl.report.data import Band, Group, direction_band, metric_band, noise_band, noise_series
 
 DPI = 110
 # eigenvalues below this fraction of the largest are numerically zero (e.g. the softmax null space of a final
