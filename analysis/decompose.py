@@ -6,7 +6,10 @@ duality check → Hessian (or its products) → eigenpairs → projections → p
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +31,7 @@ from analysis.layer import build_upper, capture, resolve_layer
 from analysis.pairs import nearest_same_label
 from analysis.progress import Stages
 from analysis.result import DualityResult
-from analysis.stats import check_split, direction_stats, split_sharp_flat
+from analysis.stats import SPLIT_BY, SPLIT_RULES, check_split, direction_stats, split_sharp_flat
 
 PAIR_SPACES = ("input", "layer")
 HESSIANS = ("auto", "kron", "ggn", "autograd")
@@ -62,31 +65,69 @@ def _samples(option: str, data) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y.long()
 
 
+def _opt(default, help: str, choices=None, cli: bool = True):
+    meta = {"help": help, "cli": cli}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DecomposeOptions:
+    """How :func:`decompose` pairs samples, builds and diagonalises the Hessian and splits sharp from flat.
+
+    ``ddl analyze`` generates its flags from these fields (``--pair-space`` for ``pair_space``); the ``help``
+    metadata is the flag's help.  Fields with ``cli=False`` are for the Python API only.
+    """
+
+    k: int = _opt(1, "training partners per test sample (each (test, partner) pair weighs 1/(N·k))")
+    pair_space: str = _opt("input", "where nearest partners are searched: model inputs or the layer's inputs",
+                           PAIR_SPACES)
+    hessian: str = _opt("auto", "Hessian source: auto = kron for a final layer, ggn if piecewise linear above, "
+                        "else autograd", HESSIANS)
+    eigensolver: str = _opt("auto", "full eigendecomposition (dense) or top-k Lanczos; auto by size", EIGENSOLVERS)
+    top_k: int | None = _opt(None, f"directions kept (Lanczos default {DEFAULT_TOP_K}); the rest of the gap is "
+                             "reported as the exact residual")
+    dense_max: int = _opt(12000, "largest layer (parameters) diagonalised densely by eigensolver=auto")
+    include_bias: bool = _opt(True, "put the layer's bias in the Hessian, after the weights")
+    split: str = _opt("steepest", "sharp/flat rule", SPLIT_RULES)
+    split_value: float | None = _opt(None, "steepest: search window fraction (0.5); count: n_sharp (10); "
+                                     "fraction: mass (0.9)")
+    split_by: str = _opt("sigma_g", "spectrum the split rule reads", SPLIT_BY)
+    dtype: str = _opt("float64", "compute dtype from the layer upward", ("float64", "float32"))
+    batch_size: int = _opt(1024, "samples per forward pass")
+    max_elements: int = _opt(1 << 25, "largest dense temporary (entries) in pairs, Hessian and projections",
+                             cli=False)
+    lanczos_tol: float = _opt(1e-10, "Lanczos residual tolerance", cli=False)
+    lanczos_max_iter: int | None = _opt(None, "Lanczos iteration cap", cli=False)
+    seed: int = _opt(0, "seed of the Lanczos start vector", cli=False)
+    keep_pairs: bool = _opt(True, "store per-pair Δℓ and indices in the result", cli=False)
+    keep_eigenvectors: bool = _opt(False, "store the eigenvectors in the result", cli=False)
+
+    def checked(self) -> DecomposeOptions:
+        """These options with ``split_value`` resolved, or an :class:`AnalysisError` naming the bad one."""
+        check_choice("pair-space", self.pair_space, PAIR_SPACES)
+        check_choice("hessian", self.hessian, HESSIANS)
+        check_choice("eigensolver", self.eigensolver, EIGENSOLVERS)
+        split_value = check_split(self.split, self.split_value, self.split_by)
+        for name in ("k", "batch_size", "dense_max", "max_elements"):
+            if getattr(self, name) < 1:
+                raise AnalysisError(f"--{name.replace('_', '-')}: must be ≥ 1, got {getattr(self, name)}")
+        if self.top_k is not None and self.top_k < 1:
+            raise AnalysisError(f"--top-k: must be ≥ 1, got {self.top_k}")
+        _dtype(self.dtype)
+        return dataclasses.replace(self, split_value=split_value)
+
+
 def decompose(
     model: nn.Module,
     layer: str | nn.Module | None = None,
     *,
     train,
     test,
-    k: int = 1,
-    pair_space: str = "input",
-    hessian: str = "auto",
-    eigensolver: str = "auto",
-    top_k: int | None = None,
-    dense_max: int = 12000,
-    include_bias: bool = True,
-    split: str = "steepest",
-    split_value: float | None = None,
-    split_by: str = "sigma_g",
-    dtype: str | torch.dtype = "float64",
-    batch_size: int = 1024,
-    max_elements: int = 1 << 25,
-    lanczos_tol: float = 1e-10,
-    lanczos_max_iter: int | None = None,
-    seed: int = 0,
-    keep_pairs: bool = True,
-    keep_eigenvectors: bool = False,
+    options: DecomposeOptions | None = None,
     progress: bool | Stages = False,
+    **overrides: Any,
 ) -> DualityResult:
     """Decompose the pair-wise generalization gap of ``model`` in the Hessian eigenbasis of one linear layer.
 
@@ -96,37 +137,24 @@ def decompose(
             ``model.named_modules()`` order.
         train: ``(x, y)`` - the correctly labelled training samples (L_train, the Hessian, the partners).
         test: ``(x, y)`` - the test samples; each is paired with its nearest same-label training samples.
-        k: partners per test sample.  With k > 1 every (test sample, partner) is a pair of its own with weight
-            1/(N k): all statistics run over the N·k pairs, so each test sample's Δℓ and each direction's
-            contribution are the averages over its k partners, and every pair satisfies the duality exactly.
-        pair_space: ``"input"`` (Euclidean distance of the flattened model inputs, as in the paper) or
-            ``"layer"`` (of the analysed layer's inputs).
-        hessian: ``"auto"`` | ``"kron"`` | ``"ggn"`` | ``"autograd"`` (see :mod:`analysis.hessian`).  ``auto``
-            takes the Kronecker-sum closed form for a final layer, the Gauss-Newton form where every module
-            above the layer is piecewise linear (where it is the exact Hessian), else torch.func autograd.
-        eigensolver: ``"dense"`` (full ``eigh``; with ``top_k`` only the top directions are kept), ``"lanczos"``
-            (top ``top_k`` directions, default 100) or ``"auto"`` (dense if the layer has at most ``dense_max``
-            parameters and no ``top_k`` below that was asked for, else Lanczos).  With fewer directions than
-            parameters the rest of the pair-wise gap is reported as the exact ``residual_gap``.
-        include_bias: put the layer's bias (if any) in the Hessian, after the weights: θ = [W.flat, b].  The
-            dual bias change is zero either way.
-        split, split_value, split_by: the sharp/flat rule (see :mod:`analysis.stats`).
-        dtype: compute dtype from the layer upward (``float64`` default; ``float32`` is about twice as fast and
-            the exact identities then hold to float32 precision).  Layers below run in the model's dtype.
-        batch_size: samples per forward pass when capturing layer inputs.
-        max_elements: memory knob, the largest dense temporary (entries) in pairs, Hessian and projections.
-        keep_pairs / keep_eigenvectors: store per-pair Δℓ and indices / the eigenvectors in the result.
+        options: a :class:`DecomposeOptions`; keyword ``overrides`` replace single fields
+            (``decompose(model, train=…, test=…, k=3)``).  In short: ``k`` partners per test sample, each
+            (test sample, partner) a pair of its own; ``pair_space`` ``input`` (Euclidean distance of the model
+            inputs, as in the paper) or ``layer``; ``hessian`` ``kron`` (closed form for a final layer),
+            ``ggn`` (exact where every module above is piecewise linear), ``autograd`` or ``auto``;
+            ``eigensolver`` ``dense``/``lanczos``/``auto`` — with fewer directions than parameters the rest of
+            the gap is the exact ``residual_gap``; ``include_bias`` puts the bias in the Hessian after the
+            weights, θ = [W.flat, b] (the dual bias change is zero either way); ``split*`` the sharp/flat rule
+            (:mod:`analysis.stats`); ``dtype`` the compute dtype from the layer upward (float64 default; float32
+            about twice as fast, identities then hold to float32 precision).
         progress: show a progress bar over the stages (or a :class:`analysis.progress.Stages` to report to).
     """
-    check_choice("pair-space", pair_space, PAIR_SPACES)
-    check_choice("hessian", hessian, HESSIANS)
-    check_choice("eigensolver", eigensolver, EIGENSOLVERS)
-    split_value = check_split(split, split_value, split_by)
-    if top_k is not None and top_k < 1:
-        raise AnalysisError(f"--top-k: must be ≥ 1, got {top_k}")
-    if batch_size < 1:
-        raise AnalysisError(f"--batch-size: must be ≥ 1, got {batch_size}")
-    cdt = _dtype(dtype)
+    names = {f.name for f in dataclasses.fields(DecomposeOptions)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"decompose() got unexpected options {', '.join(unknown)}")
+    opts = dataclasses.replace(options or DecomposeOptions(), **overrides).checked()
+    compute_dtype = _dtype(opts.dtype)
     x_tr, y_tr = _samples("train", train)
     x_te, y_te = _samples("test", test)
     name, lin = resolve_layer(model, layer)
@@ -136,13 +164,7 @@ def decompose(
     model.eval()
     try:
         with torch.no_grad():
-            res = _run(model, name, lin, x_tr, y_tr, x_te, y_te, cdt, stages, opts=dict(
-                k=k, pair_space=pair_space, hessian=hessian, eigensolver=eigensolver, top_k=top_k,
-                dense_max=dense_max, include_bias=include_bias, split=split, split_value=split_value,
-                split_by=split_by, batch_size=batch_size, max_elements=max_elements, lanczos_tol=lanczos_tol,
-                lanczos_max_iter=lanczos_max_iter, seed=seed, keep_pairs=keep_pairs,
-                keep_eigenvectors=keep_eigenvectors,
-            ))  # fmt: skip
+            res = _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, compute_dtype, stages, opts)
     finally:
         model.train(was_training)
         if not isinstance(progress, Stages):
@@ -152,117 +174,164 @@ def decompose(
     return res
 
 
-def _run(model, name, lin, x_tr, y_tr, x_te, y_te, cdt, stages: Stages, opts: dict) -> DualityResult:
-    o = opts
-    d, m = lin.weight.shape
-    has_bias = lin.bias is not None
-    with_bias = has_bias and o["include_bias"]
-    n_params = d * m + (d if with_bias else 0)
+@dataclass
+class _Layer:
+    """The analysed layer's activities and everything above it, in the compute dtype."""
 
-    with stages.stage("capture"):
-        cap_tr = capture(model, name, lin, x_tr, o["batch_size"])
-        cap_te = capture(model, name, lin, x_te, o["batch_size"])
-        a_tr, a_te = cap_tr.a.to(cdt), cap_te.a.to(cdt)
-        W = lin.weight.detach().to(cdt)
-        b = lin.bias.detach().to(cdt) if has_bias else None
-        upper = build_upper(model, name, lin, cap_tr, cdt, o["batch_size"])
-        xin_tr = x_tr if upper.needs_inputs else None
-        xin_te = x_te if upper.needs_inputs else None
-        dev = a_tr.device
-        yd_tr, yd_te = y_tr.to(dev), y_te.to(dev)
+    name: str
+    W: torch.Tensor  # [d, m]
+    b: torch.Tensor | None
+    a_train: torch.Tensor  # layer inputs [N_train, m]
+    a_test: torch.Tensor
+    upper: Any  # logits from pre-activations (analysis.layer.Upper)
+    x_train: torch.Tensor | None  # model inputs, only when the upper map re-runs the model
+    x_test: torch.Tensor | None
+    y_train: torch.Tensor  # labels on the activities' device
+    y_test: torch.Tensor
+    with_bias: bool  # the bias is part of the Hessian's parameter vector
 
-    method = o["hessian"]
+    @property
+    def n_params(self) -> int:
+        d, m = self.W.shape
+        return d * m + (d if self.with_bias else 0)
+
+
+def _capture_layer(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, opts: DecomposeOptions) -> _Layer:
+    cap_tr = capture(model, name, lin, x_tr, opts.batch_size)
+    cap_te = capture(model, name, lin, x_te, opts.batch_size)
+    upper = build_upper(model, name, lin, cap_tr, dtype, opts.batch_size)
+    a_tr = cap_tr.a.to(dtype)
+    dev = a_tr.device
+    return _Layer(
+        name=name, W=lin.weight.detach().to(dtype), b=None if lin.bias is None else lin.bias.detach().to(dtype),
+        a_train=a_tr, a_test=cap_te.a.to(dtype), upper=upper,
+        x_train=x_tr if upper.needs_inputs else None, x_test=x_te if upper.needs_inputs else None,
+        y_train=y_tr.to(dev), y_test=y_te.to(dev), with_bias=lin.bias is not None and opts.include_bias,
+    )  # fmt: skip
+
+
+def _choose_methods(layer: _Layer, opts: DecomposeOptions) -> tuple[str, str, int | None]:
+    """(Hessian method, eigensolver, number of directions or None for all) after resolving ``auto``."""
+    method = opts.hessian
     if method == "auto":
-        method = "kron" if upper.kind == "identity" else ("ggn" if upper.piecewise_linear else "autograd")
-    if method == "kron" and upper.kind != "identity":
+        method = "kron" if layer.upper.kind == "identity" else ("ggn" if layer.upper.piecewise_linear else "autograd")
+    if method == "kron" and layer.upper.kind != "identity":
         raise AnalysisError(
-            f"--hessian: kron is the closed form for a final layer, but {name!r} has layers above it; use ggn "
-            "(exact for piecewise-linear layers above) or autograd"
+            f"--hessian: kron is the closed form for a final layer, but {layer.name!r} has layers above it; use "
+            "ggn (exact for piecewise-linear layers above) or autograd"
         )
-    top_k = o["top_k"]
-    solver = o["eigensolver"]
+    top_k, solver, n = opts.top_k, opts.eigensolver, layer.n_params
     if solver == "auto":
-        solver = "dense" if n_params <= o["dense_max"] and (top_k is None or top_k >= n_params) else "lanczos"
+        solver = "dense" if n <= opts.dense_max and (top_k is None or top_k >= n) else "lanczos"
     if solver == "lanczos":
-        top_k = min(n_params, top_k if top_k is not None else DEFAULT_TOP_K)
+        top_k = min(n, top_k if top_k is not None else DEFAULT_TOP_K)
+    return method, solver, top_k
 
+
+def _losses(layer: _Layer, y_tr, y_te):
+    """Per-sample losses and the training logits (the Hessian needs them)."""
+    z_tr, z_te = F.linear(layer.a_train, layer.W, layer.b), F.linear(layer.a_test, layer.W, layer.b)
+    logits_tr, logits_te = layer.upper(z_tr, layer.x_train), layer.upper(z_te, layer.x_test)
+    for option, y in (("train", y_tr), ("test", y_te)):
+        if int(y.min()) < 0 or int(y.max()) >= logits_tr.shape[1]:
+            raise AnalysisError(f"{option}: labels must lie in 0..{logits_tr.shape[1] - 1} (the model's classes)")
+    loss_tr = F.cross_entropy(logits_tr, layer.y_train, reduction="none")
+    loss_te = F.cross_entropy(logits_te, layer.y_test, reduction="none")
+    return loss_tr, loss_te, logits_tr, z_tr, z_te
+
+
+def _pairs(layer: _Layer, x_tr, y_tr, x_te, y_te, opts: DecomposeOptions):
+    """(test index, partner index) of every pair, flattened, and the partner table [N_test, k]."""
+    budget = min(opts.max_elements, 1 << 24)
+    if opts.pair_space == "input":
+        idx = nearest_same_label(x_te, y_te, x_tr, y_tr, opts.k, budget)
+    else:
+        idx = nearest_same_label(layer.a_test, layer.y_test, layer.a_train, layer.y_train, opts.k, budget)
+    idx = idx.to(layer.a_train.device)
+    test_idx = torch.arange(x_te.shape[0], device=idx.device).repeat_interleave(idx.shape[1])
+    return test_idx, idx.reshape(-1), idx
+
+
+def _dual(layer: _Layer, test_idx, partner_idx, loss_tr, loss_te, z_te):
+    """Dual weights of every pair, Δℓ, the gradient scale and the two duality checks."""
+    a_p = layer.a_train[partner_idx]
+    dual = dual_weights(layer.W, layer.a_test[test_idx], a_p)
+    delta_loss = loss_te[test_idx] - loss_tr[partner_idx]
+    scale = gradient_scale(delta_loss, dual.sq_norm)
+    z_dual = dual_preactivations(layer.W, layer.b, dual, a_p)
+    logits_error = float((z_dual - z_te[test_idx]).abs().max())
+    x_p = None if layer.x_train is None else layer.x_train[partner_idx.to(layer.x_train.device)]
+    loss_dual = F.cross_entropy(layer.upper(z_dual, x_p), layer.y_test[test_idx], reduction="none")
+    loss_error = float((loss_dual - loss_te[test_idx]).abs().max())
+    return dual, delta_loss, scale, logits_error, loss_error
+
+
+def _hessian(layer: _Layer, method: str, solver: str, logits_tr, z_tr, opts: DecomposeOptions):
+    """The dense layer Hessian (solver ``dense``) or its matrix-vector product (``lanczos``)."""
+    d = layer.W.shape[0]
+    a_tr, with_bias = layer.a_train, layer.with_bias
+    blocks = None
+    if method in ("kron", "ggn") and (solver == "dense" or a_tr.shape[0] * d * d <= opts.max_elements):
+        jac = None if method == "kron" else layer.upper.jacobians(z_tr, layer.x_train)
+        blocks = curvature_blocks(logits_tr, jac)
+    if solver == "dense":
+        if blocks is not None:
+            return kron_sum(blocks, a_tr, with_bias, max_elements=min(opts.max_elements, 1 << 24))
+        with torch.enable_grad():
+            return LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias).dense()
+    if blocks is not None:
+        return kron_matvec(blocks, a_tr, with_bias)
+    if method in ("kron", "ggn"):
+        return ggn_matvec(layer.upper, z_tr, layer.x_train, a_tr, with_bias)
+    loss_fn = LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias)
+
+    def matvec(v):
+        with torch.enable_grad():
+            return loss_fn.hvp()(v)
+
+    return matvec
+
+
+def _eigen(hessian, solver: str, top_k: int | None, n_params: int, dtype, device, opts: DecomposeOptions):
+    """Eigenvalues (descending), eigenvectors [P, K] and the Lanczos report (None for dense)."""
+    if solver == "dense":
+        evals, V = eigh_descending(hessian)
+        if top_k is not None and top_k < n_params:
+            evals, V = evals[:top_k], V[:, :top_k]
+        return evals, V, None
+    evals, V, info = lanczos_topk(hessian, n_params, top_k, dtype=dtype, device=device, tol=opts.lanczos_tol,
+                                  max_iter=opts.lanczos_max_iter, seed=opts.seed)
+    return evals, fix_signs(V), info
+
+
+def _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, stages: Stages,
+               opts: DecomposeOptions) -> DualityResult:
+    with stages.stage("capture"):
+        layer = _capture_layer(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, opts)
+    method, solver, top_k = _choose_methods(layer, opts)
+    d, m = layer.W.shape
+    n_params = layer.n_params
     with stages.stage("losses"):
-        z_tr, z_te = F.linear(a_tr, W, b), F.linear(a_te, W, b)
-        logits_tr, logits_te = upper(z_tr, xin_tr), upper(z_te, xin_te)
-        for opt, y in (("train", y_tr), ("test", y_te)):
-            if int(y.min()) < 0 or int(y.max()) >= logits_tr.shape[1]:
-                raise AnalysisError(f"{opt}: labels must lie in 0..{logits_tr.shape[1] - 1} (the model's classes)")
-        loss_tr = F.cross_entropy(logits_tr, yd_tr, reduction="none")
-        loss_te = F.cross_entropy(logits_te, yd_te, reduction="none")
-        del logits_te
-
+        loss_tr, loss_te, logits_tr, z_tr, z_te = _losses(layer, y_tr, y_te)
     with stages.stage("pairs"):
-        if o["pair_space"] == "input":
-            idx = nearest_same_label(x_te, y_te, x_tr, y_tr, o["k"], min(o["max_elements"], 1 << 24))
-        else:
-            idx = nearest_same_label(a_te, yd_te, a_tr, yd_tr, o["k"], min(o["max_elements"], 1 << 24))
-        idx = idx.to(a_tr.device)
-        ti = torch.arange(x_te.shape[0], device=idx.device).repeat_interleave(idx.shape[1])
-        pi = idx.reshape(-1)
-
+        test_idx, partner_idx, partners = _pairs(layer, x_tr, y_tr, x_te, y_te, opts)
     with stages.stage("dual"):
-        a_p = a_tr[pi]
-        dual = dual_weights(W, a_te[ti], a_p)
-        delta_loss = loss_te[ti] - loss_tr[pi]
-        scale = gradient_scale(delta_loss, dual.sq_norm)
-        z_dual = dual_preactivations(W, b, dual, a_p)
-        dual_err = float((z_dual - z_te[ti]).abs().max())
-        x_p = None if xin_tr is None else xin_tr[pi.to(xin_tr.device)]
-        loss_dual = F.cross_entropy(upper(z_dual, x_p), yd_te[ti], reduction="none")
-        loss_err = float((loss_dual - loss_te[ti]).abs().max())
-        del z_dual, loss_dual, a_p, x_p
-
+        dual, delta_loss, scale, logits_error, loss_error = _dual(layer, test_idx, partner_idx, loss_tr, loss_te,
+                                                                  z_te)
     with stages.stage("hessian"):
-        B = None
-        if method in ("kron", "ggn") and (solver == "dense" or a_tr.shape[0] * d * d <= o["max_elements"]):
-            A = None if method == "kron" else upper.jacobians(z_tr, xin_tr)
-            B = curvature_blocks(logits_tr, A)
-            del A
-        if solver == "dense":
-            if B is not None:
-                H = kron_sum(B, a_tr, with_bias, max_elements=min(o["max_elements"], 1 << 24))
-            else:
-                with torch.enable_grad():
-                    H = LayerLoss(upper, a_tr, yd_tr, xin_tr, W, b, with_bias).dense()
-        elif B is not None:
-            matvec = kron_matvec(B, a_tr, with_bias)
-        elif method in ("kron", "ggn"):
-            matvec = ggn_matvec(upper, z_tr, xin_tr, a_tr, with_bias)
-        else:
-            loss_fn = LayerLoss(upper, a_tr, yd_tr, xin_tr, W, b, with_bias)
-
-            def matvec(v):
-                with torch.enable_grad():
-                    return loss_fn.hvp()(v)
-
-    lanczos_info = None
+        hessian = _hessian(layer, method, solver, logits_tr, z_tr, opts)
     with stages.stage("eigen"):
-        if solver == "dense":
-            evals, V = eigh_descending(H)
-            del H
-            if top_k is not None and top_k < n_params:
-                evals, V = evals[:top_k], V[:, :top_k]
-        else:
-            evals, V, lanczos_info = lanczos_topk(matvec, n_params, top_k, dtype=cdt, device=a_tr.device,
-                                                  tol=o["lanczos_tol"], max_iter=o["lanczos_max_iter"],
-                                                  seed=o["seed"])  # fmt: skip
-            V = fix_signs(V)
+        evals, V, lanczos_info = _eigen(hessian, solver, top_k, n_params, dtype, layer.a_train.device, opts)
+        del hessian
     partial = V.shape[1] < n_params
-
     with stages.stage("project"):
-        wproj, residual = project(dual, V[: d * m], scale if partial else None, o["max_elements"])
+        wproj, residual = project(dual, V[: d * m], scale if partial else None, opts.max_elements)
         residual = residual if partial else 0.0
-
     with stages.stage("stats"):
-        st = direction_stats(wproj, scale, min(o["max_elements"], 1 << 24))
+        st = direction_stats(wproj, scale, min(opts.max_elements, 1 << 24))
         del wproj
         n_sharp = split_sharp_flat(evals.cpu().double().numpy(), st.sigma_g.cpu().double().numpy(),
-                                   o["split"], o["split_value"], o["split_by"])  # fmt: skip
+                                   opts.split, opts.split_value, opts.split_by)  # fmt: skip
         contrib = st.contributions
         pairwise = float(delta_loss.mean())
         mean_gap = float(st.mean_terms.sum())
@@ -279,18 +348,17 @@ def _run(model, name, lin, x_tr, y_tr, x_te, y_te, cdt, stages: Stages, opts: di
         sharp_gap=float(contrib[:n_sharp].sum()), flat_gap=float(contrib[n_sharp:].sum()) + residual,
         n_sharp=n_sharp, mean_gap=mean_gap, residual_gap=residual,
         train_loss=float(loss_tr.mean()), test_loss=float(loss_te.mean()),
-        decomposition_error=abs(total - pairwise), duality_check_error=dual_err, duality_loss_error=loss_err,
-        layer=name, layer_shape=(d, m), has_bias=has_bias, bias_in_hessian=with_bias, n_params=n_params,
-        weight_norm=float(lin.weight.detach().double().norm()),
-        n_train=int(x_tr.shape[0]), n_test=int(x_te.shape[0]), n_pairs=int(pi.shape[0]),
-        k_neighbors=int(idx.shape[1]), pair_space=o["pair_space"], hessian=method, eigensolver=solver,
-        upper=upper.kind, split_rule=o["split"], split_by=o["split_by"],
-        split_value=o["split_value"],
-        dtype=str(cdt).replace("torch.", ""),
+        decomposition_error=abs(total - pairwise), duality_check_error=logits_error, duality_loss_error=loss_error,
+        layer=name, layer_shape=(d, m), has_bias=lin.bias is not None, bias_in_hessian=layer.with_bias,
+        n_params=n_params, weight_norm=float(lin.weight.detach().double().norm()),
+        n_train=int(x_tr.shape[0]), n_test=int(x_te.shape[0]), n_pairs=int(partner_idx.shape[0]),
+        k_neighbors=int(partners.shape[1]), pair_space=opts.pair_space, hessian=method, eigensolver=solver,
+        upper=layer.upper.kind, split_rule=opts.split, split_by=opts.split_by, split_value=opts.split_value,
+        dtype=str(dtype).replace("torch.", ""),
         lanczos_iterations=None if lanczos_info is None else lanczos_info.iterations,
         lanczos_residual=None if lanczos_info is None else lanczos_info.max_residual,
-        delta_loss=np64(delta_loss) if o["keep_pairs"] else None,
-        test_index=ti.cpu().numpy() if o["keep_pairs"] else None,
-        train_index=pi.cpu().numpy() if o["keep_pairs"] else None,
-        eigenvectors=np64(V) if o["keep_eigenvectors"] else None,
+        delta_loss=np64(delta_loss) if opts.keep_pairs else None,
+        test_index=test_idx.cpu().numpy() if opts.keep_pairs else None,
+        train_index=partner_idx.cpu().numpy() if opts.keep_pairs else None,
+        eigenvectors=np64(V) if opts.keep_eigenvectors else None,
     )  # fmt: skip

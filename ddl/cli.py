@@ -1,6 +1,7 @@
 """The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``demo``.
 
-Training flags are generated from :class:`ddl.config.TrainConfig`, so the CLI, config files and the Python
+Training flags are generated from :class:`ddl.config.TrainConfig` and analysis flags from
+:class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.flags`), so the CLI, config files and the Python
 API accept the same names.  Bad input (:class:`ddl.errors.DDLError`, :class:`analysis.AnalysisError`) ends with one line
 ``ddl: error: --flag: …`` and exit status 2; any other exception is a bug and shows its traceback.
 """
@@ -10,32 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import typing
 
 from analysis.errors import AnalysisError
 from ddl.config import TrainConfig, read_config_file
 from ddl.errors import DDLError
-
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{help_} (default: {default})"}
-        hint = hints[f.name]
-        base = [a for a in typing.get_args(hint) if a is not type(None)]
-        typ = base[0] if base else hint
-        if typ is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(typ) is list:
-            kw.update(nargs="*", type=typing.get_args(typ)[0])
-        else:
-            kw["type"] = typ
-            if "choices" in f.metadata:
-                kw["choices"] = f.metadata["choices"]
-        p.add_argument(flag, **kw)
+from ddl.flags import add_dataclass_flags, given
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -43,8 +23,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values: dict = {}
     if getattr(args, "config", None):
         values.update(read_config_file(args.config))
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values.update({k: v for k, v in vars(args).items() if k in names})
+    values.update(given(args, (f.name for f in dataclasses.fields(TrainConfig))))
     return TrainConfig.from_dict(values).validate()
 
 
@@ -64,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,demo}")
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
-    _add_config_flags(tr)
+    add_dataclass_flags(tr, TrainConfig)
     tr.set_defaults(func=_cmd_train)
 
     from ddl.analyze import add_analyze_arguments, run_analyze

@@ -42,9 +42,10 @@ class LearnerCompute:
         self.fast = StackedMLP(model, spec) if mode == "auto" and fastmlp.supports(model) else None
         if mode == "auto":
             self.mode = "vmap"
-        self._vgrad = vmap(grad(self._loss, has_aux=True), in_dims=(0, 0, 0, 0), randomness="different")
+        self._vgrad = vmap(grad(self.loss, has_aux=True), in_dims=(0, 0, 0, 0), randomness="different")
 
-    def _loss(self, w, buffers, x, y):
+    def loss(self, w, buffers, x, y):
+        """One learner's mean cross-entropy on (x, y) at flat weights ``w``; aux = (loss, updated buffers)."""
         buffers = {n: b.clone() for n, b in buffers.items()}  # updated in place by BatchNorm in train mode
         out = functional_call(self.model, (self.spec.unflatten(w), buffers), (x,))
         loss = F.cross_entropy(out, y)

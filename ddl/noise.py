@@ -1,4 +1,4 @@
-"""Landscape-dependent noise of multi-learner SGD at the average weight w̄ (MATH.md §8, paper Fig. 6).
+"""Landscape-dependent noise of multi-learner SGD at the average weight w̄ (docs/theory.md, "Noise").
 
 Measured during training (``ddl train --measure-noise K``, every K steps, on every backend):
 
@@ -18,33 +18,51 @@ statistics are left untouched (the measurement works on copies).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.func import grad, jvp, vmap
 
 from analysis.lanczos import lanczos_topk
+from ddl.comm import Collective
 
 # torch's own forward-AD decompositions call the deprecated torch.jit.script on first use of jvp; the warning
 # is about torch internals, not about this code, and would otherwise interrupt every training's progress bar
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 
-class NoiseMeter:
-    """Measures the noise terms for one worker's learners; all workers call :meth:`measure` together."""
+LossFn = Callable[..., tuple[torch.Tensor, Any]]  # (w [P], buffers, x, y) -> (loss, aux)
+LearnerGrads = Callable[..., tuple[torch.Tensor, torch.Tensor, dict]]  # (W [m,P], buffers, xs, ys) -> (G, losses, bufs)
 
-    def __init__(self, trainer, samples: int = 1000, top_k: int = 5, iters: int = 20):
-        self.t = trainer
+
+class NoiseMeter:
+    """Measures the noise terms for one worker's learners; all workers call :meth:`measure` together.
+
+    Explicit inputs only:
+
+    * ``loss_fn(w, buffers, x, y) -> (loss, aux)``: one learner's minibatch loss at flat weights ``w`` (its
+      gradient and Hessian-vector products are taken with torch.func);
+    * ``learner_grads(W, buffers, xs, ys) -> (G, losses, buffers)``: the trainer's own per-learner gradients, so
+      the measured gradients are bit for bit those the algorithm uses;
+    * ``comm``: the transport (sums over all learners, broadcast from the main worker);
+    * ``x_ref``, ``y_ref``: the training samples that define the "full" gradient and Hessian;
+    * at each :meth:`measure`: the step, this worker's learner weights ``W`` [m, P] and buffers, the average
+      ``w_bar`` and its buffers, and the minibatches ``xs``, ``ys`` of the step about to be taken.
+    """
+
+    def __init__(self, loss_fn: LossFn, learner_grads: LearnerGrads, comm: Collective, x_ref: torch.Tensor,
+                 y_ref: torch.Tensor, *, top_k: int = 5, iters: int = 20, seed: int = 0,
+                 steps_per_epoch: int = 1):
+        self.comm = comm
+        self.learner_grads = learner_grads
+        self.x, self.y = x_ref, y_ref
         self.top_k = top_k
         self.iters = iters
-        d = trainer.data
-        clean = torch.nonzero(d.clean_mask).flatten()
-        g = torch.Generator().manual_seed(trainer.cfg.seed + 4242)
-        pick = clean[torch.randperm(clean.numel(), generator=g)[:samples]]
-        self.x = d.x_train[pick].to(trainer.device, trainer.dtype)
-        self.y = d.y_train[pick].to(trainer.device)
+        self.seed = seed
+        self.steps_per_epoch = steps_per_epoch
         self._v0: torch.Tensor | None = None
-        loss = trainer.compute._loss  # (w, buffers, x, y) -> (loss, aux); clones buffers internally
-        self._grad = grad(loss, has_aux=True)
+        self._grad = grad(loss_fn, has_aux=True)
 
         def hvp(w, v, buffers, x, y):
             return jvp(lambda w_: self._grad(w_, buffers, x, y)[0], (w,), (v,))[1]
@@ -56,16 +74,14 @@ class NoiseMeter:
         g = self._grad(w_bar, buffers, self.x, self.y)[0]
         return g, (lambda v: self._hvp(w_bar, v.to(w_bar.dtype), buffers, self.x, self.y).double())
 
-    def measure(self, step: int, xs: torch.Tensor, ys: torch.Tensor) -> dict:
-        tr, comm = self.t, self.t.comm
+    def measure(self, step: int, W: torch.Tensor, buffers: dict[str, torch.Tensor], w_bar: torch.Tensor,
+                bufs_bar: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor) -> dict:
+        comm = self.comm
         n, m = comm.n, comm.m
-        tr.model.train()
-        W = tr.state.W
-        w_bar, bufs_bar = tr.averaged()
         delta = W - w_bar
-        bufs = {k: v.clone() for k, v in tr.state.buffers.items()}
-        G_own, _, _ = tr.compute.grads(W, bufs, xs, ys)
-        G_bar, _, _ = tr.compute.grads(w_bar.expand(m, -1).contiguous(), bufs, xs, ys)
+        bufs = {k: v.clone() for k, v in buffers.items()}  # the learners' running statistics stay untouched
+        G_own, _, _ = self.learner_grads(W, bufs, xs, ys)
+        G_bar, _, _ = self.learner_grads(w_bar.expand(m, -1).contiguous(), bufs, xs, ys)
         HD = self._hvp_learners(w_bar, delta, bufs, xs, ys)
         sums = comm.allreduce_sum(torch.stack([(G_own - G_bar).sum(0), G_bar.sum(0), HD.sum(0)]))
         eta, g_mb, eta_lin = sums[0] / n, sums[1] / n, sums[2] / n
@@ -77,7 +93,7 @@ class NoiseMeter:
             g_full, matvec = self._full_grad_and_hvp(w_bar, bufs_bar)
             # a fixed iteration budget per measurement, warm-started: the landscape moves little between them
             evals, V, _ = lanczos_topk(matvec, P, k, device=w_bar.device, tol=1e-8, max_iter=self.iters,
-                                       seed=tr.cfg.seed + step, v0=self._v0, warn=False)
+                                       seed=self.seed + step, v0=self._v0, warn=False)
             packed[:P] = g_full
             packed[P : P * (k + 1)] = V.T.reshape(-1).to(w_bar.dtype)
             packed[P * (k + 1) :] = evals.to(w_bar.dtype)
@@ -94,7 +110,7 @@ class NoiseMeter:
         eta_sq = float(eta64 @ eta64)
         rec = {
             "step": step,
-            "epoch": step / tr.stream.steps_per_epoch,
+            "epoch": step / self.steps_per_epoch,
             "ssgd_noise_sq": float(xi64 @ xi64),
             "dpsgd_noise_sq": eta_sq,
             "dpsgd_noise_lin_sq": float(lin64 @ lin64),

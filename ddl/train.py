@@ -94,7 +94,15 @@ class Trainer:
         if cfg.measure_noise:
             from ddl.noise import NoiseMeter
 
-            self.noise = NoiseMeter(self, cfg.noise_samples, cfg.noise_top_k)
+            clean = torch.nonzero(d.clean_mask).flatten()
+            # the meter's sample comes from its own generator: measuring never draws from the training streams
+            g = torch.Generator().manual_seed(cfg.seed + 4242)
+            pick = clean[torch.randperm(clean.numel(), generator=g)[: cfg.noise_samples]]
+            self.noise = NoiseMeter(
+                self.compute.loss, self.compute.grads, self.comm, d.x_train[pick].to(self.device, self.dtype),
+                d.y_train[pick].to(self.device), top_k=cfg.noise_top_k, seed=cfg.seed,
+                steps_per_epoch=self.stream.steps_per_epoch,
+            )
 
     # ---- averaged model and evaluation -------------------------------------------------------------
     def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -162,7 +170,9 @@ class Trainer:
             lr = learning_rate(cfg, step, spe)
             xs, ys = self.batch(step)
             if self.noise is not None and step % cfg.measure_noise == 0:
-                rec = self.noise.measure(step, xs, ys)
+                self.model.train()
+                w_bar, bufs_bar = self.averaged()
+                rec = self.noise.measure(step, self.state.W, self.state.buffers, w_bar, bufs_bar, xs, ys)
                 if main:
                     append_jsonl(self.out / "noise.jsonl", rec)
             losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, spe))

@@ -90,8 +90,8 @@ def test_bad_run_dir_and_layer_are_one_line_value_errors(run_dir, tmp_path):
 
 
 def test_ddl_cli_analyze_end_to_end(tmp_path):
-    """The trainer's CLI: train one epoch, then `ddl analyze` the run (skipped until ddl.cli exists)."""
-    cli = pytest.importorskip("ddl.cli")
+    """The trainer's CLI: train one epoch, then `ddl analyze` the run."""
+    from ddl import cli
     run = tmp_path / "run"
     assert cli.main(["train", "--epochs", "1", "--train-per-class", "20", "--test-per-class", "5",
                      "--out", str(run), "--no-progress"]) == 0  # fmt: skip

@@ -25,18 +25,31 @@ def tiny_trainer(tmp_path, **kw):
     return Trainer(cfg, data=tiny_data())
 
 
+def meter_for(tr, samples=80, top_k=2, iters=20):
+    """A meter over the trainer's first ``samples`` training samples (the tiny data set is unsorted)."""
+    x, y = tr.x_train[:samples], tr.y_train[:samples]
+    return NoiseMeter(tr.compute.loss, tr.compute.grads, tr.comm, x, y, top_k=top_k, iters=iters, seed=tr.cfg.seed,
+                      steps_per_epoch=tr.stream.steps_per_epoch)
+
+
+def measure(meter, tr, step, xs, ys):
+    tr.model.train()
+    w_bar, bufs_bar = tr.averaged()
+    return meter.measure(step, tr.state.W, tr.state.buffers, w_bar, bufs_bar, xs, ys)
+
+
 def test_eta_is_zero_when_learners_agree(tmp_path):
     tr = tiny_trainer(tmp_path)
-    meter = NoiseMeter(tr, samples=80, top_k=2)
+    meter = meter_for(tr, top_k=2)
     xs, ys = tr.batch(0)
-    rec = meter.measure(0, xs, ys)
+    rec = measure(meter, tr, 0, xs, ys)
     assert rec["dpsgd_noise_sq"] == 0.0 and rec["consensus"] == 0.0
     assert rec["ssgd_noise_sq"] > 0
 
 
 def test_eta_matches_hvp_linearisation_for_small_spreads(tmp_path):
     tr = tiny_trainer(tmp_path)
-    meter = NoiseMeter(tr, samples=80, top_k=2)
+    meter = meter_for(tr, top_k=2)
     xs, ys = tr.batch(0)
     g = torch.Generator().manual_seed(1)
     base = tr.state.W.clone()
@@ -44,7 +57,7 @@ def test_eta_matches_hvp_linearisation_for_small_spreads(tmp_path):
     for eps in (1e-2, 1e-4):
         R = torch.randn(base.shape, dtype=base.dtype, generator=g)
         tr.state.W = base + eps * (R - R.mean(0))
-        rec = meter.measure(0, xs, ys)
+        rec = measure(meter, tr, 0, xs, ys)
         assert rec["dpsgd_noise_sq"] > 0
         errs.append(rec["dpsgd_lin_rel_err"])
     assert errs[1] < 1e-3  # second-order remainder: the error shrinks with the spread
@@ -56,8 +69,8 @@ def test_eta_equals_definition(tmp_path):
     tr = tiny_trainer(tmp_path)
     tr.state.W = tr.state.W + 0.05 * torch.randn_like(tr.state.W)
     xs, ys = tr.batch(3)
-    meter = NoiseMeter(tr, samples=80, top_k=2)
-    rec = meter.measure(3, xs, ys)
+    meter = meter_for(tr, top_k=2)
+    rec = measure(meter, tr, 3, xs, ys)
     w_bar = tr.state.W.mean(0)
 
     def g_at(w, x, y):
@@ -72,9 +85,9 @@ def test_eta_equals_definition(tmp_path):
 def test_sharpness_matches_dense_hessian(tmp_path):
     tr = tiny_trainer(tmp_path)
     tr.state.W = tr.state.W + 0.3 * torch.randn_like(tr.state.W)
-    meter = NoiseMeter(tr, samples=80, top_k=3, iters=60)
+    meter = meter_for(tr, top_k=3, iters=60)
     xs, ys = tr.batch(0)
-    rec = meter.measure(0, xs, ys)
+    rec = measure(meter, tr, 0, xs, ys)
     w_bar = tr.state.W.mean(0)
 
     def loss(w):
