@@ -1,4 +1,4 @@
-"""Minimal dual weights, effective gradients and their projections (MATH.md §1, §3, §4).
+"""Minimal dual weights, effective gradients and their projections (docs/theory.md §1, §3, §4).
 
 For a pair (test n, training partner n) with layer inputs ``a'_n`` (test) and ``a_n`` (partner),
 ``Δa_n = a'_n − a_n`` and the minimal dual weight change is the rank-1 matrix

@@ -1,4 +1,4 @@
-"""The Hessian of the mean training loss with respect to the analysed layer's parameters (MATH.md §4).
+"""The Hessian of the mean training loss with respect to the analysed layer's parameters (docs/theory.md §4).
 
 Parameters are flattened as ``θ = [W.reshape(-1), b]``: the weight row-major (out-major, like
 ``weight.reshape(-1)``), followed by the bias when it is included.  With ``z_n = W a_n + b`` and softmax
@@ -190,7 +190,7 @@ def ggn_matvec(upper: Upper, z: torch.Tensor, x: torch.Tensor | None, a: torch.T
                 t = t + vb
 
             def f(zz, xc=xc):
-                return upper._one(zz, xc)
+                return upper.logits_chunk(zz, xc)
 
             with quiet_forward_ad():
                 logits, jt = jvp(f, (zc,), (t,))
@@ -225,7 +225,7 @@ class LayerLoss:
             b = self.b_fixed
         sl = slice(s, s + self.chunk)
         z = F.linear(self.a[sl], W, b)
-        logits = self.upper._one(z, None if self.x is None else self.x[sl])
+        logits = self.upper.logits_chunk(z, None if self.x is None else self.x[sl])
         return F.cross_entropy(logits, self.y[sl], reduction="sum")
 
     def starts(self):

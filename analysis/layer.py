@@ -193,7 +193,8 @@ class Upper:
     def needs_inputs(self) -> bool:
         return self.kind == "model"
 
-    def _one(self, z: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+    def logits_chunk(self, z: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        """Logits from pre-activations ``z`` of one chunk of samples (``x``: their model inputs, if needed)."""
         if self.kind == "identity":
             return z
         if self.kind == "chain":
@@ -206,9 +207,9 @@ class Upper:
         if self.needs_inputs and x is None:
             raise ValueError("this upper map re-runs the model and needs the samples' inputs x")
         if self.kind == "identity" or z.shape[0] <= self.batch_size or torch.is_grad_enabled():
-            return self._one(z, x)
+            return self.logits_chunk(z, x)
         return torch.cat([
-            self._one(z[s : s + self.batch_size], None if x is None else x[s : s + self.batch_size])
+            self.logits_chunk(z[s : s + self.batch_size], None if x is None else x[s : s + self.batch_size])
             for s in range(0, z.shape[0], self.batch_size)
         ])  # fmt: skip
 
@@ -231,7 +232,7 @@ class Upper:
                 xc = None if x is None else x[s : s + chunk]
 
                 def f(zz, xc=xc):
-                    return self._one(zz, xc)
+                    return self.logits_chunk(zz, xc)
 
                 logits, back = vjp(f, zc)
                 nc, c = logits.shape

@@ -1,4 +1,4 @@
-"""Test-train pairs: the nearest training samples of the same label (MATH.md §2).
+"""Test-train pairs: the nearest training samples of the same label (docs/theory.md §2).
 
 Distances are Euclidean between flattened feature vectors (the model inputs, or the analysed layer's inputs).
 Squared distances come from the fast matrix-product form ``‖t‖² − 2 q·t`` (+ the per-row constant ``‖q‖²``),

@@ -1,4 +1,4 @@
-"""Per-direction statistics of the projections and the sharp/flat split (MATH.md §4, §6).
+"""Per-direction statistics of the projections and the sharp/flat split (docs/theory.md §4, §6).
 
 For direction k, over the pairs n: ``μ_w, μ_g`` (means), ``σ_w, σ_g`` (population standard deviations),
 ``cov = mean((g − μ_g)(w − μ_w))``, ``ρ = cov / (σ_g σ_w)`` (0 where a σ is 0) and the contribution

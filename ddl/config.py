@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddl.algorithms import ALGORITHMS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
 from ddl.data import DATASETS
@@ -26,7 +27,7 @@ from ddl.models.factory import INITS, MODELS
 from ddl.schedule import SCHEDULES
 from ddl.topology import TOPOLOGIES
 
-ALGOS = ("ssgd", "dpsgd")
+ALGOS = tuple(ALGORITHMS)
 DTYPES = ("float32", "float64")
 RAY_TRANSPORTS = ("torch", "objects")
 

@@ -58,12 +58,3 @@ class FlatSpec:
                     own[n].copy_(t)
         return model
 
-
-def average_buffers(stacked: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The averaged model's buffers from per-learner ones ([m, ...] each).
-
-    BatchNorm running means and variances are averaged over learners (the variance of the averaged model's
-    activations is not exactly the mean of the learners' variances; `ddl` documents this choice); integer
-    counters (``num_batches_tracked``) are equal on all learners and taken from the first.
-    """
-    return {n: (t.float().mean(0).to(t.dtype) if t.is_floating_point() else t[0].clone()) for n, t in stacked.items()}

@@ -29,7 +29,7 @@ from ddl.flat import FlatSpec
 MODES = ("auto", "vmap", "loop")
 
 
-class LearnerCompute:
+class LearnerGradients:
     """Gradients of each learner's minibatch loss at that learner's weights."""
 
     def __init__(self, model: nn.Module, spec: FlatSpec, mode: str = "auto"):

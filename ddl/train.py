@@ -17,13 +17,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ddl import __version__
-from ddl.algorithms import DPSGD, SSGD, LearnerState
+from ddl.algorithms import LearnerState, build_algorithm
 from ddl.comm import Collective, SimCollective
 from ddl.config import TrainConfig
 from ddl.data import Dataset, augment_cifar, load_dataset
 from ddl.errors import ConfigError
 from ddl.flat import FlatSpec
-from ddl.learners import LearnerCompute, evaluate
+from ddl.learners import LearnerGradients, evaluate
 from ddl.models import build_model
 from ddl.rundir import append_jsonl, save_torch, write_json
 from ddl.schedule import learning_rate, weight_decay
@@ -77,11 +77,9 @@ class Trainer:
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
-        self.compute = LearnerCompute(self.model, self.spec, cfg.sim_mode)
-        if cfg.algo == "ssgd":
-            self.algo = SSGD(self.compute, self.comm, cfg.momentum)
-        else:
-            self.algo = DPSGD(self.compute, self.comm, cfg.momentum, make_topology(cfg.topology, cfg.learners))
+        self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode)
+        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum,
+                                    make_topology(cfg.topology, cfg.learners))
         m = self.comm.m
         w0 = self.spec.flatten(self.model)  # every learner starts from the same initial weights
         bufs = self.spec.buffers(self.model)
@@ -99,7 +97,7 @@ class Trainer:
             g = torch.Generator().manual_seed(cfg.seed + 4242)
             pick = clean[torch.randperm(clean.numel(), generator=g)[: cfg.noise_samples]]
             self.noise = NoiseMeter(
-                self.compute.loss, self.compute.grads, self.comm, d.x_train[pick].to(self.device, self.dtype),
+                self.gradients.loss, self.gradients.grads, self.comm, d.x_train[pick].to(self.device, self.dtype),
                 d.y_train[pick].to(self.device), top_k=cfg.noise_top_k, seed=cfg.seed,
                 steps_per_epoch=self.stream.steps_per_epoch,
             )
@@ -153,8 +151,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg, comm = self.cfg, self.comm
-        spe = self.stream.steps_per_epoch
-        total = cfg.epochs * spe
+        steps_per_epoch = self.stream.steps_per_epoch
+        total = cfg.epochs * steps_per_epoch
         main = comm.is_main
         torch.manual_seed(cfg.seed * 1000 + comm.rank)  # dropout draws (reproducible per backend layout)
         if main:
@@ -167,7 +165,7 @@ class Trainer:
         n_acc = 0
         step = self.state.step
         while step < total:
-            lr = learning_rate(cfg, step, spe)
+            lr = learning_rate(cfg, step, steps_per_epoch)
             xs, ys = self.batch(step)
             if self.noise is not None and step % cfg.measure_noise == 0:
                 self.model.train()
@@ -175,14 +173,14 @@ class Trainer:
                 rec = self.noise.measure(step, self.state.W, self.state.buffers, w_bar, bufs_bar, xs, ys)
                 if main:
                     append_jsonl(self.out / "noise.jsonl", rec)
-            losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, spe))
+            losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, steps_per_epoch))
             step = self.state.step
             if first_bad == math.inf and not bool(torch.isfinite(losses).all()):
                 first_bad = step - 1
             loss_acc += losses.detach().double().sum().cpu()
             n_acc += losses.numel()
             bar.update(1)
-            if step % (cfg.eval_every * spe) == 0 or step == total:
+            if step % (cfg.eval_every * steps_per_epoch) == 0 or step == total:
                 # every worker's first non-finite step, in its own slot, gathered with the one reduction we have
                 slots = torch.zeros(comm.world + 1, dtype=torch.float64, device=losses.device)
                 slots[comm.rank] = first_bad if math.isfinite(first_bad) else -1.0
@@ -196,7 +194,7 @@ class Trainer:
                 rec = self.evaluate()
                 stop = torch.zeros(1, dtype=torch.float64, device=losses.device)
                 if main:
-                    rec = {"step": step, "epoch": step / spe, "lr": lr, "minibatch_loss": mb, **rec,
+                    rec = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "minibatch_loss": mb, **rec,
                            "time": time.perf_counter() - t0}
                     last = rec
                     append_jsonl(self.out / "metrics.jsonl", rec)

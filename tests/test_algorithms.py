@@ -1,4 +1,4 @@
-"""SSGD and DPSGD against plain, obviously-correct single-model implementations (MATH.md §7)."""
+"""SSGD and DPSGD against plain, obviously-correct single-model implementations (docs/theory.md §7)."""
 
 import copy
 
@@ -16,11 +16,12 @@ from ddl.train import Trainer
 def run_steps(cfg, k):
     """Trainer after k steps, with the weights after every step."""
     tr = Trainer(cfg)
-    spe = tr.stream.steps_per_epoch
+    steps_per_epoch = tr.stream.steps_per_epoch
     ws = []
     for step in range(k):
         xs, ys = tr.batch(step)
-        tr.algo.step(tr.state, xs, ys, cfg.lr, cfg.weight_decay if step // spe < (cfg.wd_stop_epoch or 10**9) else 0)
+        wd_on = step // steps_per_epoch < (cfg.wd_stop_epoch or 10**9)
+        tr.algo.step(tr.state, xs, ys, cfg.lr, cfg.weight_decay if wd_on else 0)
         ws.append(tr.state.W.clone())
     return tr, ws
 

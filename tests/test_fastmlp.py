@@ -5,7 +5,7 @@ import torch
 
 from ddl import fastmlp
 from ddl.flat import FlatSpec
-from ddl.learners import LearnerCompute
+from ddl.learners import LearnerGradients
 from ddl.models import build_model
 
 
@@ -17,10 +17,10 @@ def test_fast_mlp_equals_loop(hidden, bias):
     W = spec.flatten(model) + 0.3 * torch.randn(5, spec.numel, dtype=torch.float64)
     xs = torch.rand(5, 7, 1, 28, 28, dtype=torch.float64)
     ys = torch.randint(0, 10, (5, 7))
-    fast = LearnerCompute(model, spec, "auto")
+    fast = LearnerGradients(model, spec, "auto")
     assert fast.fast is not None
     G1, l1, _ = fast.grads(W, {}, xs, ys)
-    G2, l2, _ = LearnerCompute(model, spec, "loop").grads(W, {}, xs, ys)
+    G2, l2, _ = LearnerGradients(model, spec, "loop").grads(W, {}, xs, ys)
     assert (G1 - G2).abs().max() <= 1e-12
     assert (l1 - l2).abs().max() <= 1e-12
 

@@ -28,7 +28,7 @@ def tiny_trainer(tmp_path, **kw):
 def meter_for(tr, samples=80, top_k=2, iters=20):
     """A meter over the trainer's first ``samples`` training samples (the tiny data set is unsorted)."""
     x, y = tr.x_train[:samples], tr.y_train[:samples]
-    return NoiseMeter(tr.compute.loss, tr.compute.grads, tr.comm, x, y, top_k=top_k, iters=iters, seed=tr.cfg.seed,
+    return NoiseMeter(tr.gradients.loss, tr.gradients.grads, tr.comm, x, y, top_k=top_k, iters=iters, seed=tr.cfg.seed,
                       steps_per_epoch=tr.stream.steps_per_epoch)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ddl.comm.base import Collective
-from ddl.learners import LearnerCompute
+from ddl.learners import LearnerGradients
 
 
 @dataclass
@@ -29,20 +29,21 @@ class Algorithm(ABC):
     """An update: where the gradient is taken and what is averaged.  Subclasses define :meth:`step`."""
 
     name = ""
+    uses_topology = False  # True: the constructor takes the mixing topology
 
-    def __init__(self, compute: LearnerCompute, comm: Collective, momentum: float = 0.0):
-        self.compute = compute
+    def __init__(self, gradients: LearnerGradients, comm: Collective, momentum: float = 0.0):
+        self.gradients = gradients
         self.comm = comm
-        self.mu = momentum
+        self.momentum = momentum
 
     def direction(self, state: LearnerState, G: torch.Tensor, W: torch.Tensor, weight_decay: float) -> torch.Tensor:
         """Heavy-ball direction from gradients ``G`` at weights ``W`` (same shape), updating the buffers."""
         if weight_decay:
             G = G + weight_decay * W
-        if self.mu:
+        if self.momentum:
             if state.momentum is None:
                 state.momentum = torch.zeros_like(G)
-            state.momentum.mul_(self.mu).add_(G)
+            state.momentum.mul_(self.momentum).add_(G)
             return state.momentum
         return G
 

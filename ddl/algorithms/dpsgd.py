@@ -1,5 +1,5 @@
 """Decentralized parallel SGD: each learner takes its gradient at its own weights and starts from the
-average of its neighbour set (MATH.md §7, Lian et al. 2017):
+average of its neighbour set (docs/theory.md §7, Lian et al. 2017):
 
     w_a(t+1) = Σ_j M_aj w_j(t) − α ∇L_{μ_a}(w_a(t))
 
@@ -17,9 +17,10 @@ from ddl.algorithms.mixing import Mixer
 
 class DPSGD(Algorithm):
     name = "dpsgd"
+    uses_topology = True
 
-    def __init__(self, compute, comm, momentum: float = 0.0, topology=None):
-        super().__init__(compute, comm, momentum)
+    def __init__(self, gradients, comm, momentum: float = 0.0, topology=None):
+        super().__init__(gradients, comm, momentum)
         if topology is None:
             raise ValueError("DPSGD needs a topology")
         self.mixer = Mixer(topology, comm)
@@ -29,7 +30,7 @@ class DPSGD(Algorithm):
     ) -> torch.Tensor:
         W = state.W
         pending = self.mixer.start(W)
-        G, losses, state.buffers = self.compute.grads(W, state.buffers, xs, ys)
+        G, losses, state.buffers = self.gradients.grads(W, state.buffers, xs, ys)
         d = self.direction(state, G, W, weight_decay)
         state.W = self.mixer.finish(W, pending).add_(d, alpha=-lr)
         state.step += 1

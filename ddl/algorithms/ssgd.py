@@ -20,7 +20,7 @@ class SSGD(Algorithm):
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float
     ) -> torch.Tensor:
         w_bar = state.W[0]
-        g_sum, losses, state.buffers = self.compute.sum_grads_shared(w_bar, state.buffers, xs, ys)
+        g_sum, losses, state.buffers = self.gradients.sum_grads_shared(w_bar, state.buffers, xs, ys)
         g = self.comm.allreduce_sum(g_sum) / self.comm.n
         d = self.direction(state, g.unsqueeze(0), w_bar.unsqueeze(0), weight_decay)
         state.W = torch.add(w_bar, d[0], alpha=-lr).expand_as(state.W).clone()

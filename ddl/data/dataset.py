@@ -63,7 +63,7 @@ def load_dataset(
     """Load ``name`` and apply the per-class subset and label noise, deterministically in ``seed``.
 
     ``train_per_class`` counts *correctly labelled* samples; with label noise ρ the training set is enlarged
-    by 1/(1−ρ) with extra samples of the same pool that get a wrong label (MATH.md §9), so the clean count
+    by 1/(1−ρ) with extra samples of the same pool that get a wrong label (docs/theory.md §9), so the clean count
     stays fixed.  ``mnist5k`` defaults to 400 train / 100 test per class.
     """
     if name not in DATASETS:
