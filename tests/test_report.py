@@ -15,8 +15,10 @@ import torch
 
 from ddl.config import TrainConfig
 from ddl.report.compare import compare_runs
-from ddl.report.data import make_groups, read_run, verdict
-from ddl.report.render import build_report
+from ddl.report.comparison import build_report
+from ddl.report.groups import make_groups
+from ddl.report.runs import read_run
+from ddl.report.verdict import verdict
 from ddl.train import train
 
 FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness")
