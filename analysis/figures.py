@@ -21,8 +21,6 @@ from matplotlib.figure import Figure
 
 from analysis.result import DualityResult
 
-FIGURES = ("sigma_g_vs_lambda", "sigma_w", "contributions")
-
 # eigenvalues below this fraction of the largest are numerically zero (e.g. the softmax null space of a final
 # layer); they are left out of log-log plots against λ
 ZERO_EIGENVALUE = 1e-10
@@ -206,13 +204,17 @@ def plot_sigma_w_vs_weight_norm(results, labels: Sequence[str] | None = None, pa
     return _finish(fig, path)
 
 
+# the figures ``ddl analyze`` writes for one run: (file stem, function)
+FIGURES = (("sigma_g_vs_lambda", plot_sigma_g_vs_lambda), ("sigma_w", plot_sigma_w),
+           ("contributions", plot_contributions))  # fmt: skip
+
+
 def save_figures(result: DualityResult, directory, labels: Sequence[str] | None = None) -> list[Path]:
-    """Write the three single-run figures as ``DIR/<name>.png``; returns their paths."""
+    """Write the single-run figures of :data:`FIGURES` as ``DIR/<name>.png``; returns their paths."""
     d = Path(directory)
     out = []
-    for name, fn in (("sigma_g_vs_lambda", plot_sigma_g_vs_lambda), ("sigma_w", plot_sigma_w),
-                     ("contributions", plot_contributions)):  # fmt: skip
+    for name, plot in FIGURES:
         p = d / f"{name}.png"
-        fn(result, labels, p)
+        plot(result, labels, p)
         out.append(p)
     return out

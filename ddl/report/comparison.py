@@ -24,7 +24,7 @@ from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat, format_value
 from ddl.report.groups import Group, common_settings, make_groups
 from ddl.report.render import Block, Box, Cell, Heading, Image, Paragraph, Prose, Row, Table, write_report
-from ddl.report.runs import RunData, missing_lines, read_runs
+from ddl.report.runs import missing_lines, read_runs
 from ddl.report.stats import TOP_DIRECTIONS, run_numbers
 from ddl.report.verdict import verdict
 
@@ -190,4 +190,4 @@ def run_table(groups: list[Group], per_run: dict[Path, dict]) -> Table:
     return Table(header, rows, "runs")
 
 
-__all__ = ["Report", "RunData", "build_report", "group_table", "run_table"]
+__all__ = ["Report", "build_report", "group_table", "run_table"]
