@@ -92,12 +92,14 @@ class DualityResult:
         return int(self.eigenvalues.shape[0])
 
     @property
-    def sigma_w_total(self) -> float:
-        """``sqrt(Σ_k σ_w,k²)``: the dual weights' total standard deviation over the analysed directions."""
-        return float(np.sqrt(np.sum(self.sigma_w**2)))
+    def size(self) -> float:
+        """The size of the solution, ``Σ_k σ_w,k`` over the analysed directions (docs/theory.md): the sum of the
+        size determinants.  The one definition of "size" used by every figure and table (per run and across
+        runs); ``0`` for a result without directions."""
+        return float(np.sum(self.sigma_w))
 
     def scalars(self) -> dict:
-        """Every non-array field (JSON-ready), plus ``n_directions`` and ``sigma_w_total``."""
+        """Every non-array field (JSON-ready), plus ``n_directions`` and ``size``."""
         out = {}
         for f in dataclasses.fields(self):
             if f.name in DIRECTION_FIELDS or f.name in EXTRA_ARRAY_FIELDS:
@@ -105,7 +107,7 @@ class DualityResult:
             v = getattr(self, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         out["n_directions"] = self.n_directions
-        out["sigma_w_total"] = self.sigma_w_total
+        out["size"] = self.size
         return out
 
     def with_split(self, rule: str = "steepest", value: float | None = None, by: str = "sigma_g") -> DualityResult:

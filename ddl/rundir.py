@@ -122,11 +122,13 @@ class Run:
             raise RunDirError(f"RUN_DIR: {p} is corrupt or unreadable ({type(e).__name__})") from None
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
+    """The run in directory ``path``; without ``require_checkpoint``, also one that has not written its
+    checkpoint yet (its metrics and summary are still worth reading)."""
     p = Path(path)
     if not (p / "config.json").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no config.json (not a ddl run directory)")
-    if not (p / "checkpoints" / "averaged.pt").is_file():
+    if require_checkpoint and not (p / "checkpoints" / "averaged.pt").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no checkpoints/averaged.pt (run unfinished?)")
     cfg = read_config(p / "config.json")
     summary = {}

@@ -10,13 +10,17 @@ from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ddl.config import TrainConfig
 from ddl.report.compare import compare_runs
-from ddl.report.data import make_groups, read_run, verdict
-from ddl.report.render import build_report
+from ddl.report.comparison import build_report
+from ddl.report.groups import make_groups
+from ddl.report.runs import expand_run_dirs, read_run, read_runs
+from ddl.report.stats import run_numbers
+from ddl.report.verdict import verdict
 from ddl.train import train
 
 FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness")
@@ -168,6 +172,42 @@ def test_cli_and_runs_missing_parts(runs, tmp_path, capsys):
     assert md.startswith("# bare run")
     assert f"ddl analyze {bare}" in md and "--measure-noise" in md
     assert "Not available" in (out / "report.html").read_text()
+
+
+def test_compare_expands_a_directory_of_runs(runs, tmp_path, capsys):
+    """A sweep's output (runs one level down, beside other files) stands for its runs, each taken once."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    for algo in ("dpsgd", "ssgd"):
+        shutil.copytree(runs[algo], sweep / f"{algo}-run")
+    (sweep / "results.csv").write_text("run,test_err\n")
+    (sweep / "logs").mkdir()  # a directory that is not a run is skipped
+    assert [p.name for p in expand_run_dirs([sweep])] == ["dpsgd-run", "ssgd-run"]
+    assert [p.name for p in expand_run_dirs([sweep / "ssgd-run", sweep])] == ["ssgd-run", "dpsgd-run"]
+    assert [r.config.algo for r in read_runs([sweep])] == ["dpsgd", "ssgd"]
+    from ddl.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["compare", str(sweep), "--out", str(out)]) == 0
+    assert "compared 2 runs in 2 configurations" in capsys.readouterr().out
+    nums = json.loads((out / "numbers.json").read_text())
+    assert sorted(r["path"] for r in nums["runs"]) == [str(sweep / "dpsgd-run"), str(sweep / "ssgd-run")]
+    with pytest.raises(SystemExit) as e:  # a directory without runs: one line, exit 2
+        main(["compare", str(sweep / "logs"), "--out", str(out)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "neither a run directory" in err and str(sweep / "logs") in err
+
+
+def test_size_is_one_quantity(runs):
+    """The size Σ_k σ_w,k: DualityResult.size, the report's ``sigma_w_sum`` and the sum of the saved σ_w agree."""
+    for run in runs.values():
+        data = read_run(run)
+        with np.load(run / "analysis" / "duality.npz") as z:
+            want = float(np.sum(z["sigma_w"]))
+        assert data.duality.size == pytest.approx(want, rel=1e-12)
+        assert run_numbers(data)["sigma_w_sum"] == data.duality.size
+        assert json.loads((run / "analysis" / "duality.json").read_text())["size"] == pytest.approx(want, rel=1e-12)
 
 
 def _fake_seed(src: Path, dst: Path, seed: int, test_acc: float) -> Path:

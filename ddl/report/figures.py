@@ -1,56 +1,44 @@
 """The figures of the comparison report (matplotlib ``Figure`` objects on the Agg canvas; pyplot is never
 imported, so no global state or display is touched).
 
-Every function takes the groups of :mod:`ddl.report.data` and returns a ``Figure``, or ``None`` when no
-group has the data it needs.  Curves are means over seeds with a ±1 std band; noise is aggregated in log space
-(geometric mean, band ×/÷ the geometric std).
+Every ``fig_*`` function takes the groups of :mod:`ddl.report.groups` and returns a ``Figure``, or ``None`` when
+no group has the data it needs.  Curves are means over seeds with a ±1 std band; noise is aggregated in log space
+(geometric mean, band ×/÷ the geometric std).  The plotting helpers and axis labels are those of the per-run
+figures (:mod:`analysis.figures`); "size" is :attr:`analysis.result.DualityResult.size`, ``Σ_k σ_w,k``.
+:data:`FIGURES` lists the figures in report order with the text shown around them.
 """
 
 from __future__ import annotations
 
-import io
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ddl.report.data import Band, Group, direction_band, metric_band, noise_band, noise_series
-
-DPI = 110
-# eigenvalues below this fraction of the largest are numerically zero (e.g. the softmax null space of a final
-# layer); they are left out of the log-log σ_g-vs-λ scatter
-ZERO_EIGENVALUE = 1e-10
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes (Agg canvas, fixed DPI, no timestamp metadata)."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def _plot_band(ax, b: Band, color: str, label: str, log: bool = False, ls: str = "-", lw: float = 1.6):
-    y = np.exp(b.mean) if log else b.mean
-    ax.plot(b.x, y, ls=ls, color=color, lw=lw, label=label)
-    has = np.isfinite(b.std)
-    if has.any():
-        if log:
-            lo, hi = np.exp(b.mean - b.std), np.exp(b.mean + b.std)
-        else:
-            lo, hi = b.mean - b.std, b.mean + b.std
-        ax.fill_between(b.x, np.where(has, lo, np.nan), np.where(has, hi, np.nan), color=color, alpha=0.18, lw=0)
+from analysis.figures import (
+    CONTRIBUTION_LABEL,
+    CUMULATIVE_CONTRIBUTION_LABEL,
+    CUMULATIVE_SIGMA_W_LABEL,
+    DIRECTION_LABEL,
+    EIGENVALUE_LABEL,
+    SIGMA_G_LABEL,
+    SIGMA_W_LABEL,
+    SIZE_LABEL,
+    WEIGHT_NORM_LABEL,
+    grid,
+    legend,
+    mark_split,
+    plot_band,
+    sharpness_points,
+)
+from ddl.report.groups import Group
+from ddl.report.runs import noise_series
+from ddl.report.stats import Band, direction_band, metric_band, noise_band, run_numbers
 
 
-def _grid(*axes):
-    for ax in axes:
-        ax.grid(True, which="major", alpha=0.3)
-
-
-def _legend(ax, **kw):
-    h, _ = ax.get_legend_handles_labels()
-    if h:
-        ax.legend(fontsize=8, **kw)
+def _band(ax, b: Band, color: str, label: str | None, log: bool = False, ls: str = "-", lw: float = 1.6):
+    plot_band(ax, b.x, b.mean, b.std, color, label, log=log, ls=ls, lw=lw)
 
 
 def _duality_figure(groups: list[Group], size: tuple[float, float], panels: int):
@@ -64,14 +52,21 @@ def _duality_figure(groups: list[Group], size: tuple[float, float], panels: int)
     return with_d, fig, (tuple(axes) if panels > 1 else (axes,))
 
 
-def _n(g: Group) -> str:
+def _seeds_label(g: Group) -> str:
     return f"{g.label} ({len(g.runs)} seed{'s' if len(g.runs) != 1 else ''})"
+
+
+def _mark_median_split(ax, g: Group):
+    """The sharp | flat split of a group: the median n_sharp over its seeds."""
+    ns = [int(d.n_sharp or 0) for d in g.dualities()]
+    if ns:
+        mark_split(ax, float(np.median(ns)), g.color)
 
 
 # ---------------------------------------------------------------------------------------------------------
 def fig_curves(groups: list[Group]) -> Figure | None:
     """Train/test loss (log) and error (%) against epoch."""
-    if not any(metric_band(g, "train_loss") for g in groups):
+    if not any(metric_band(g.runs, "train_loss") for g in groups):
         return None
     fig = Figure(figsize=(11, 7.2))
     axes = fig.subplots(2, 2)
@@ -79,18 +74,18 @@ def fig_curves(groups: list[Group]) -> Figure | None:
               ("train_err", "training error (%)", False), ("test_err", "test error (%)", False))  # fmt: skip
     for ax, (key, title, log) in zip(axes.flat, panels):
         for g in groups:
-            b = metric_band(g, key)
+            b = metric_band(g.runs, key)
             if b is None:
                 continue
             if not log:
-                b = Band(b.x, 100 * b.mean, 100 * b.std, b.n)
-            _plot_band(ax, b, g.color, _n(g))
+                b = b.scaled(100)
+            _band(ax, b, g.color, _seeds_label(g))
         if log:
             ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("epoch")
-    _grid(*axes.flat)
-    _legend(axes[0, 0])
+    grid(*axes.flat)
+    legend(axes[0, 0])
     fig.tight_layout()
     return fig
 
@@ -109,12 +104,12 @@ def fig_final(groups: list[Group]) -> Figure | None:
         e = n["test_err"]
         ax1.bar(i, 100 * e["mean"], yerr=100 * e["std"] if np.isfinite(e["std"]) else None, color=g.color,
                 alpha=0.75, capsize=4)  # fmt: skip
-        seeds = [100 * r.numbers()["test_err"] for r in g.runs]
+        seeds = [100 * run_numbers(r)["test_err"] for r in g.runs]
         ax1.plot(np.full(len(seeds), i) + np.linspace(-0.15, 0.15, len(seeds)), seeds, "k.", ms=5)
     ax1.set_xticks(x, [g.label for g in groups], rotation=12, ha="right", fontsize=8)
     ax1.set_ylabel("final test error (%)")
     ax1.set_title("test error (bar: mean ± std over seeds, dots: seeds)")
-    lo = min((100 * r.numbers()["test_err"] for g in groups for r in g.runs), default=0.0)
+    lo = min((100 * run_numbers(r)["test_err"] for g in groups for r in g.runs), default=0.0)
     if np.isfinite(lo):
         ax1.set_ylim(bottom=max(0.0, 0.8 * lo))
     if has_gap:
@@ -131,17 +126,11 @@ def fig_final(groups: list[Group]) -> Figure | None:
         ax2.set_xticks(np.arange(len(keys)), [lab for _, lab in keys])
         ax2.set_ylabel("loss gap")
         ax2.set_title("generalization gap and its sharp / flat split")
-        _legend(ax2)
-        _grid(ax2)
-    _grid(ax1)
+        legend(ax2)
+        grid(ax2)
+    grid(ax1)
     fig.tight_layout()
     return fig
-
-
-def _mark_split(ax, g: Group):
-    ns = [int(getattr(d, "n_sharp", 0) or 0) for d in g.dualities()]
-    if ns:
-        ax.axvline(float(np.median(ns)) + 0.5, color=g.color, ls=":", lw=1.2)
 
 
 def fig_sigma_g(groups: list[Group]) -> Figure | None:
@@ -150,29 +139,27 @@ def fig_sigma_g(groups: list[Group]) -> Figure | None:
     if fig is None:
         return None
     for g in with_d:
-        b = direction_band(g, "sigma_g")
-        ok = b.mean > 0
-        _plot_band(ax1, Band(b.x[ok], b.mean[ok], b.std[ok], b.n[ok]), g.color, _n(g))
-        _mark_split(ax1, g)
+        b = direction_band(g.runs, "sigma_g")
+        _band(ax1, b.where(b.mean > 0), g.color, _seeds_label(g))
+        _mark_median_split(ax1, g)
         first = True
         for d in g.dualities():
-            lam, sg = np.asarray(d.eigenvalues), np.asarray(d.sigma_g)
-            ok = (lam > ZERO_EIGENVALUE * np.max(lam, initial=0.0)) & (sg > 0)
-            ax2.scatter(lam[ok], sg[ok], s=7, alpha=0.5, color=g.color, lw=0, label=g.label if first else None)
+            lam, sg = sharpness_points(d)
+            ax2.scatter(lam, sg, s=7, alpha=0.5, color=g.color, lw=0, label=g.label if first else None)
             first = False
     ax1.set_xscale("log")
     ax1.set_yscale("log")
-    ax1.set_xlabel("direction k (Hessian eigenvalue order, sharpest first)")
-    ax1.set_ylabel(r"$\sigma_{g,k}$")
+    ax1.set_xlabel(DIRECTION_LABEL)
+    ax1.set_ylabel(SIGMA_G_LABEL)
     ax1.set_title(r"sharpness determinant $\sigma_g$ (dotted: sharp | flat split)")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
-    ax2.set_xlabel(r"Hessian eigenvalue $\lambda_k$")
-    ax2.set_ylabel(r"$\sigma_{g,k}$")
+    ax2.set_xlabel(EIGENVALUE_LABEL)
+    ax2.set_ylabel(SIGMA_G_LABEL)
     ax2.set_title(r"$\sigma_g$ against $\lambda$ (all seeds; $\lambda \approx 0$ left out)")
-    _grid(ax1, ax2)
-    _legend(ax1)
-    _legend(ax2)
+    grid(ax1, ax2)
+    legend(ax1)
+    legend(ax2)
     fig.tight_layout()
     return fig
 
@@ -183,21 +170,20 @@ def fig_sigma_w(groups: list[Group]) -> Figure | None:
     if fig is None:
         return None
     for g in with_d:
-        _plot_band(ax1, direction_band(g, "sigma_w", cumulative=True), g.color, _n(g))
-        b = direction_band(g, "sigma_w")
-        ok = b.mean > 0
-        _plot_band(ax2, Band(b.x[ok], b.mean[ok], b.std[ok], b.n[ok]), g.color, _n(g), lw=1.0)
+        _band(ax1, direction_band(g.runs, "sigma_w", cumulative=True), g.color, _seeds_label(g))
+        b = direction_band(g.runs, "sigma_w")
+        _band(ax2, b.where(b.mean > 0), g.color, _seeds_label(g), lw=1.0)
     ax1.set_xscale("log")
-    ax1.set_xlabel("direction k (sharpest first)")
-    ax1.set_ylabel(r"$\sum_{j\leq k}\sigma_{w,j}$")
+    ax1.set_xlabel(DIRECTION_LABEL)
+    ax1.set_ylabel(CUMULATIVE_SIGMA_W_LABEL)
     ax1.set_title(r"size determinant, cumulative $\sum_{j\leq k}\sigma_{w,j}$")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel("direction k")
-    ax2.set_ylabel(r"$\sigma_{w,k}$")
+    ax2.set_ylabel(SIGMA_W_LABEL)
     ax2.set_title(r"$\sigma_{w,k}$ per direction")
-    _grid(ax1, ax2)
-    _legend(ax1)
+    grid(ax1, ax2)
+    legend(ax1)
     fig.tight_layout()
     return fig
 
@@ -208,39 +194,39 @@ def fig_contributions(groups: list[Group]) -> Figure | None:
     if fig is None:
         return None
     for g in with_d:
-        _plot_band(ax1, direction_band(g, "contributions"), g.color, _n(g), lw=1.0)
-        _plot_band(ax2, direction_band(g, "contributions", cumulative=True), g.color, _n(g))
-        _mark_split(ax1, g)
-        _mark_split(ax2, g)
+        _band(ax1, direction_band(g.runs, "contributions"), g.color, _seeds_label(g), lw=1.0)
+        _band(ax2, direction_band(g.runs, "contributions", cumulative=True), g.color, _seeds_label(g))
+        _mark_median_split(ax1, g)
+        _mark_median_split(ax2, g)
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_xlabel("direction k (sharpest first)")
-    ax1.set_ylabel(r"$\Delta L_k=\rho_k\sigma_{g,k}\sigma_{w,k}$")
+        ax.set_xlabel(DIRECTION_LABEL)
+    ax1.set_ylabel(CONTRIBUTION_LABEL)
     ax1.set_title("gap contribution per direction (dotted: sharp | flat)")
-    ax2.set_ylabel(r"$\sum_{j\leq k}\Delta L_j$")
+    ax2.set_ylabel(CUMULATIVE_CONTRIBUTION_LABEL)
     ax2.set_title("cumulative gap")
-    _grid(ax1, ax2)
-    _legend(ax2)
+    grid(ax1, ax2)
+    legend(ax2)
     fig.tight_layout()
     return fig
 
 
 def fig_noise_time(groups: list[Group]) -> Figure | None:
     """Noise strength over training (SSGD: ‖ξ‖²; DPSGD: total ‖ξ+η_DP‖² and extra ‖η_DP‖²) and λ_max."""
-    with_n = [g for g in groups if noise_band(g, "ssgd_noise_sq") is not None]
+    with_n = [g for g in groups if noise_band(g.runs, "ssgd_noise_sq") is not None]
     if not with_n:
         return None
     fig = Figure(figsize=(11, 4.3))
     ax1, ax2 = fig.subplots(1, 2)
     for g in with_n:
         if g.algo == "dpsgd":
-            _plot_band(ax1, noise_band(g, "total_noise_sq"), g.color, f"{g.label}: total ‖ξ+η_DP‖²", log=True)
-            _plot_band(ax1, noise_band(g, "dpsgd_noise_sq"), g.color, f"{g.label}: extra ‖η_DP‖²", log=True,
+            _band(ax1, noise_band(g.runs, "total_noise_sq"), g.color, f"{g.label}: total ‖ξ+η_DP‖²", log=True)
+            _band(ax1, noise_band(g.runs, "dpsgd_noise_sq"), g.color, f"{g.label}: extra ‖η_DP‖²", log=True,
                        ls="--", lw=1.2)  # fmt: skip
         else:
-            _plot_band(ax1, noise_band(g, "ssgd_noise_sq"), g.color, f"{g.label}: ‖ξ‖²", log=True)
-        _plot_band(ax2, noise_band(g, "sharpness"), g.color, _n(g), log=True)
+            _band(ax1, noise_band(g.runs, "ssgd_noise_sq"), g.color, f"{g.label}: ‖ξ‖²", log=True)
+        _band(ax2, noise_band(g.runs, "sharpness"), g.color, _seeds_label(g), log=True)
     ax1.set_yscale("log")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("squared norm of the noise")
@@ -249,9 +235,9 @@ def fig_noise_time(groups: list[Group]) -> Figure | None:
     ax2.set_xlabel("epoch")
     ax2.set_ylabel(r"top Hessian eigenvalue $\lambda_{max}$")
     ax2.set_title("landscape sharpness at the average weight")
-    _grid(ax1, ax2)
-    _legend(ax1)
-    _legend(ax2)
+    grid(ax1, ax2)
+    legend(ax1)
+    legend(ax2)
     fig.tight_layout()
     return fig
 
@@ -287,8 +273,8 @@ def fig_noise_sharpness(groups: list[Group]) -> Figure | None:
     ax.set_xlabel(r"top Hessian eigenvalue $\lambda_{max}$ at $\bar w$")
     ax.set_ylabel("squared norm of the noise")
     ax.set_title("noise against sharpness (paper Fig. 6A)")
-    _grid(ax)
-    _legend(ax)
+    grid(ax)
+    legend(ax)
     fig.tight_layout()
     return fig
 
@@ -299,25 +285,109 @@ def fig_size_vs_norm(groups: list[Group]) -> Figure | None:
     if fig is None:
         return None
     for g in with_d:
-        pts = [(float(getattr(d, "weight_norm", np.nan)), float(np.sum(d.sigma_w))) for d in g.dualities()]
+        pts = [(float(d.weight_norm), d.size) for d in g.dualities()]
         pts = np.array([p for p in pts if np.isfinite(p[0])]).reshape(-1, 2)
-        ax.plot(pts[:, 0], pts[:, 1], "o", color=g.color, label=_n(g))
-    ax.set_xlabel(r"layer weight norm $\|W\|_F$")
-    ax.set_ylabel(r"size $\sum_k \sigma_{w,k}$")
+        ax.plot(pts[:, 0], pts[:, 1], "o", color=g.color, label=_seeds_label(g))
+    ax.set_xlabel(WEIGHT_NORM_LABEL)
+    ax.set_ylabel(SIZE_LABEL)
     ax.set_title("size against weight norm (one point per run)")
-    _grid(ax)
-    _legend(ax)
+    grid(ax)
+    legend(ax)
     fig.tight_layout()
     return fig
 
 
-FIGURES = (
-    ("curves", fig_curves),
-    ("final", fig_final),
-    ("sigma_g", fig_sigma_g),
-    ("sigma_w", fig_sigma_w),
-    ("size_vs_norm", fig_size_vs_norm),
-    ("contributions", fig_contributions),
-    ("noise_time", fig_noise_time),
-    ("noise_sharpness", fig_noise_sharpness),
-)
+# ---------------------------------------------------------------------------------------------------------
+# the figures in report order, with their text
+# ---------------------------------------------------------------------------------------------------------
+NEEDS_DUALITY = "no run has a duality analysis: run `ddl analyze RUN` on each run"
+NEEDS_NOISE = "no run has noise measurements: train with `--measure-noise K` (e.g. K = 20)"
+LACKS_DUALITY = "no duality analysis (`ddl analyze RUN`)"
+LACKS_NOISE = "no noise data (`--measure-noise K`)"
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A figure of a report: ``draw(groups)`` makes it (``None`` without data) and the text goes around it."""
+
+    name: str  # file stem and HTML anchor
+    draw: Callable[[list[Group]], Figure | None]
+    title: str
+    intro: str  # what it shows and what to look for
+    needs: str  # shown instead when no group has the data
+    lacks: str = ""  # shown for each group without the data while others have it
+    has_data: Callable[[Group], bool] | None = None
+
+    def lacking(self, groups: list[Group]) -> list[str]:
+        """``"label: what is missing"`` for the groups that lack this figure's data."""
+        if self.has_data is None:
+            return []
+        return [f"{g.label}: {self.lacks}" for g in groups if not self.has_data(g)]
+
+
+def _has_duality(g: Group) -> bool:
+    return bool(g.dualities())
+
+
+def _duality_figure_spec(name, draw, title, intro) -> ReportFigure:
+    return ReportFigure(name, draw, title, intro, NEEDS_DUALITY, LACKS_DUALITY, _has_duality)
+
+
+def _noise_figure_spec(name, draw, title, intro) -> ReportFigure:
+    return ReportFigure(name, draw, title, intro, NEEDS_NOISE, LACKS_NOISE, Group.has_noise)
+
+
+FIGURES: tuple[ReportFigure, ...] = (
+    ReportFigure(
+        "curves", fig_curves, "Training curves",
+        "Loss and error of the averaged model w̄ at every evaluation; lines are means over seeds, bands ±1 std. "
+        "Look for which configuration ends lower on the test panels and whether the bands overlap.",
+        "no run has metrics.jsonl",
+    ),
+    ReportFigure(
+        "final", fig_final, "Final test error and the generalization gap",
+        "Left: final test error per configuration. Right: the true gap L_test − L_train of the analysed model, "
+        "the activity-weight estimate ΔL_p = mean_n Δℓ_n and its split into the sharp directions "
+        "Σ_{k<n_sharp} ΔL_k and the flat rest. Look for whether a lower test error comes with a smaller sharp "
+        "part.",
+        "no run has a final evaluation",
+        "no duality analysis, so no gap bars (`ddl analyze RUN`)", _has_duality,
+    ),
+    _duality_figure_spec(
+        "sigma_g", fig_sigma_g, "Sharpness determinant σ_g (“flatter in the sharp directions”)",
+        "σ_g,k, the spread of the effective gradients along Hessian direction k (sharpest first), tracks the "
+        "curvature λ_k (right). Look for DPSGD's curve below SSGD's in the first, sharp directions and the two "
+        "meeting in the flat ones.",
+    ),
+    _duality_figure_spec(
+        "sigma_w", fig_sigma_w, "Size determinant σ_w (“same size”)",
+        "σ_w,k, the spread of the dual weights along direction k, accumulated over the directions as in the "
+        "paper (the running sum smooths the per-direction noise and ends at the size Σ_k σ_w,k). Look for the "
+        "cumulative curves lying on top of each other: the solutions have the same size.",
+    ),
+    _duality_figure_spec(
+        "size_vs_norm", fig_size_vs_norm, "Size against the weight norm",
+        "The size Σ_k σ_w,k of each run against ‖W‖_F of the analysed layer: σ_w is an activity-weighted norm "
+        "of the solution (docs/theory.md). Look for whether a larger size comes with larger weights or with a "
+        "different activity weighting.",
+    ),
+    _duality_figure_spec(
+        "contributions", fig_contributions, "Gap contributions ΔL_k",
+        "ΔL_k = ρ_k σ_g,k σ_w,k per direction and summed up to k (the right panel ends at the A-W gap minus the "
+        "small mean terms). Look for where the configurations' gaps part: in the first, sharp directions or in "
+        "the many flat ones.",
+    ),
+    _noise_figure_spec(
+        "noise_time", fig_noise_time, "SSGD and DPSGD noise during training",
+        "Left: the minibatch noise ξ = ∇L_B(w̄) − ∇L(w̄) of SSGD, and for DPSGD the total ξ + η_DP (solid) and "
+        "its extra, landscape-dependent part η_DP = (1/n) Σ_a [∇L_μa(w_a) − ∇L_μa(w̄)] (dashed). Right: the top "
+        "Hessian eigenvalue of the whole model at w̄. Geometric means over seeds, bands ×/÷ the geometric std; "
+        "step 0 (identical learners, η_DP = 0) is left out. Look for DPSGD's total noise above SSGD's, most of "
+        "all early, while the landscape is sharp.",
+    ),
+    _noise_figure_spec(
+        "noise_sharpness", fig_noise_sharpness, "Noise against sharpness (paper Fig. 6A)",
+        "Every measurement of every seed: noise strength against λ_max at that moment. Look for DPSGD's extra "
+        "noise ‖η_DP‖² rising with λ_max: the noise is larger where the landscape is sharper.",
+    ),
+)  # fmt: skip
