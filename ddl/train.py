@@ -77,7 +77,7 @@ class Trainer:
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
-        self.compute = LearnerCompute(self.model, self.spec, cfg.sim_mode)
+        self.compute = LearnerCompute(self.model, self.spec, cfg.sim_mode, cfg.amp)
         if cfg.algo == "ssgd":
             self.algo = SSGD(self.compute, self.comm, cfg.momentum)
         else:
