@@ -47,18 +47,19 @@ if str(ROOT) not in sys.path:
 PAPER_IMAGES_PER_S = 50_000 * 320 / (0.35 * 3600)  # SSGD, 16 V100s: 320 CIFAR-10 epochs in 0.35 h
 PARTS = ("torchrun", "resnet18", "analysis", "densenet121")  # the order they run in
 SHARES = {"torchrun": 0.15, "resnet18": 0.4, "analysis": 0.15, "densenet121": 0.3}  # of the time left
-MIN_S = {"torchrun": 90.0}  # two launches with CUDA and nccl start-up, whatever the share
+MIN_S = {"torchrun": 90.0}
+RESULTS = ROOT / "benchmarks" / "results"  # two launches with CUDA and nccl start-up, whatever the share
 SETTINGS = [("off", False), ("off", True), ("bf16", False), ("bf16", True)]  # (amp, channels_last)
 
 FULL = dict(learners=16, batches=(32, 512), image=(3, 32, 32), classes=10,
             repeats={"resnet18": 5, "densenet121": 3}, warmup=2,
-            settings={"resnet18": SETTINGS, "densenet121": SETTINGS},
+            settings={"resnet18": SETTINGS, "densenet121": SETTINGS}, loop_min_batch=256,
             n_train=50_000, n_test=10_000, feature_dims={"resnet18_fc": 512, "densenet121_classifier": 1024},
             tr_learners=4, tr_batch=25, tr_epochs=1)  # fmt: skip
 # the smoke run exercises every code path once: all settings on ResNet-18, the bf16 + channels_last one on DenseNet
 SMOKE = dict(learners=2, batches=(2,), image=(3, 8, 8), classes=10,
              repeats={"resnet18": 1, "densenet121": 1}, warmup=0,
-             settings={"resnet18": SETTINGS, "densenet121": [("bf16", True)]},
+             settings={"resnet18": SETTINGS, "densenet121": [("bf16", True)]}, loop_min_batch=2,
              n_train=400, n_test=100, feature_dims={"resnet18_fc": 16, "densenet121_classifier": 24},
              tr_learners=2, tr_batch=25, tr_epochs=1, tr_algos=("dpsgd",))  # fmt: skip
 
@@ -151,8 +152,10 @@ def synthetic_data(n_images: int, image: tuple[int, ...], classes: int, seed: in
     return Dataset("synthetic-cifar", x, y, xt, yt, torch.ones(n_images, dtype=torch.bool), y.clone(), classes)
 
 
-def make_variants(model_name: str, n: int, b: int, amp: str, channels_last: bool, data, device) -> dict:
-    """Step functions: one plain model at total batch n·b, SSGD and DPSGD with n simulated learners."""
+def make_variants(model_name: str, n: int, b: int, amp: str, channels_last: bool, data, device,
+                  loop: bool = False) -> dict:
+    """Step functions: one plain model at total batch n·b, SSGD and DPSGD with n simulated learners (and, with
+    ``loop``, DPSGD through the per-learner loop, which large local batches may prefer to batched kernels)."""
     from ddl.config import TrainConfig
     from ddl.learners import autocast
     from ddl.train import Trainer
@@ -184,16 +187,18 @@ def make_variants(model_name: str, n: int, b: int, amp: str, channels_last: bool
         opt.step()
 
     fns["single_model"] = single_step
-    for algo in ("ssgd", "dpsgd"):
-        tr = Trainer(TrainConfig(algo=algo, learners=n, batch_size=b, **common), data=data)
-        it[algo] = 0
+    variants = [("ssgd", "auto", ""), ("dpsgd", "auto", "")] + ([("dpsgd", "loop", "_loop")] if loop else [])
+    for algo, mode, suffix in variants:
+        tr = Trainer(TrainConfig(algo=algo, learners=n, batch_size=b, sim_mode=mode, **common), data=data)
+        key = f"{algo}_n{n}{suffix}"
+        it[key] = 0
 
-        def step(tr=tr, algo=algo):
-            i = it[algo] = (it[algo] + 1) % tr.stream.steps_per_epoch
+        def step(tr=tr, key=key):
+            i = it[key] = (it[key] + 1) % tr.stream.steps_per_epoch
             xs, ys = tr.batch(i)
             tr.algo.step(tr.state, learner_layout(xs), ys, lr, 0.0)
 
-        fns[f"{algo}_n{n}"] = step
+        fns[key] = step
     return fns
 
 
@@ -262,7 +267,7 @@ def model_part(name: str, cfg: dict, device, part_deadline: float, report: Repor
                 continue
             t0 = time.perf_counter()
             try:
-                fns = make_variants(name, n, b, amp, cl, data, device)
+                fns = make_variants(name, n, b, amp, cl, data, device, loop=b >= cfg["loop_min_batch"])
                 case = time_case(fns, cfg["repeats"][name], cfg["warmup"], device, left - 2)
                 del fns
             except Exception as e:
@@ -415,7 +420,8 @@ def summarise(data: dict) -> dict:
             for variant, v in case.items():
                 if not (isinstance(v, dict) and v.get("status") == "ok"):
                     continue
-                algo = variant.split("_n")[0] if variant != "single_model" else "single_model"
+                algo = "single_model" if variant == "single_model" else variant.split("_n")[0] + (
+                    "_loop" if variant.endswith("_loop") else "")
                 if algo not in best or v["images_per_s"] > best[algo]["images_per_s"]:
                     best[algo] = {"images_per_s": v["images_per_s"], "case": key,
                                   "ratio_to_single_model": v.get("ratio_to_single_model")}  # fmt: skip
@@ -445,6 +451,7 @@ def main(argv=None) -> int:
                    help="tiny sizes on the CPU: checks every code path (also env DDL_GPU_SMOKE=1)")
     p.add_argument("--budget-s", type=float, default=None, help="wall-clock budget (default 400; smoke 300)")
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune convolution algorithms")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/gpu.json; smoke: a temp file)")
     args = p.parse_args(argv)
     cfg = SMOKE if args.smoke else FULL
@@ -458,9 +465,10 @@ def main(argv=None) -> int:
             return 0
         device = torch.device("cuda", 0)
         torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # grouped and dense convolutions pick their fastest algorithm
-    out = Path(args.out) if args.out else (
-        Path(tempfile.gettempdir()) / "ddl-gpu-smoke.json" if args.smoke else ROOT / "benchmarks" / "results" / "gpu.json")
+        # off by default (PyTorch's default, what a user gets); autotuning costs warm-up time in a short budget
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    default_out = Path(tempfile.gettempdir()) / "ddl-gpu-smoke.json" if args.smoke else RESULTS / "gpu.json"
+    out = Path(args.out) if args.out else default_out
     report = Report(out, {
         "benchmark": "benchmarks/bench_gpu.py", "smoke": args.smoke, "machine": machine(device),
         "budget_s": budget.seconds, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

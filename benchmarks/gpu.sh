@@ -41,5 +41,5 @@ rc=$?
 if [ "$smoke" = 0 ] && [ -n "${OUT:-}" ] && [ -f benchmarks/results/gpu.json ]; then
     cp benchmarks/results/gpu.json "$OUT/gpu.json"
 fi
-[ $rc = 124 ] && echo "gpu.sh: stopped at the time limit; benchmarks/results/gpu.json holds what was measured"
+[ $rc = 124 ] && echo "gpu.sh: stopped at the time limit; the JSON written so far holds what was measured"
 exit $rc

@@ -51,7 +51,7 @@ def autocast(amp: str, device: torch.device):
 class PlainBatchNorm(nn.modules.batchnorm._BatchNorm):
     """Batch norm in training mode written with plain tensor operations, identical in what it computes.
 
-    Statistics in float32 over (batch, spatial) dims; running mean and unbiased running variance updated in
+    Statistics in (at least) float32 over (batch, spatial) dims; running mean and unbiased running variance updated in
     place with the module's momentum (or the cumulative average when momentum is None).  Used under vmap with
     bfloat16 autocast, where the built-in kernel's vmap rule fails; evaluation mode defers to the built-in.
     """
@@ -65,7 +65,8 @@ class PlainBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         count = x.numel() // x.shape[1]
-        var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
+        acc = x if x.dtype in (torch.float32, torch.float64) else x.float()  # statistics in at least float32
+        var, mean = torch.var_mean(acc, dim=dims, correction=0)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
             f = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
@@ -114,6 +115,10 @@ class LearnerCompute:
         # the model as seen under vmap (batch norm in plain operations when autocast is on, see the module doc)
         self._vmodel = with_plain_batchnorm(model) if amp != "off" and self.has_buffers else model
         self._vgrad = vmap(grad(self._loss, has_aux=True), in_dims=(0, 0, 0, 0), randomness="different")
+        # SSGD with BatchNorm: the weights are not batched, so convolutions and matrix products run once over all
+        # m·b samples (dense kernels); only the normalisation statistics are per learner.  Ordinary autograd
+        # runs backward through the vmapped forward and sums the learners' gradients in the weight gradient.
+        self._vshared = vmap(self._shared_loss, in_dims=(None, 0, 0, 0), randomness="different")
 
     def _forward(self, params, buffers, x, model=None):
         with autocast(self.amp, x.device):
@@ -147,7 +152,8 @@ class LearnerCompute:
 
         Without BatchNorm the learners' mean losses are independent of how samples are grouped, so the sum
         is m × the gradient of the mean loss over all m·b samples: one pass over one large batch.  With
-        BatchNorm each learner normalises over its own b samples, so per-learner gradients are taken.
+        BatchNorm each learner normalises over its own b samples: the forward pass is vmapped over the learners'
+        data and statistics with the weights shared, and one backward pass gives the summed gradient.
         """
         m = xs.shape[0]
         if self.fast is not None:  # one learner holding all m·b samples: its mean gradient × m
@@ -161,8 +167,21 @@ class LearnerCompute:
             losses = per_sample.mean(1)
             (g,) = torch.autograd.grad(losses.sum(), w)
             return g, losses.detach(), buffers
+        if self.mode == "vmap":  # BatchNorm: shared weights, per-learner statistics, one backward pass
+            self.model.train()
+            self._vmodel.train()
+            w = w.detach().requires_grad_(True)
+            losses, new_buffers = self._vshared(self.spec.unflatten(w), buffers, xs, ys)
+            (g,) = torch.autograd.grad(losses.sum(), w)
+            return g, losses.detach(), {k: v.detach() for k, v in new_buffers.items()}
         G, losses, new_buffers = self.grads(w.expand(m, -1), buffers, xs, ys)
         return G.sum(0), losses, new_buffers
+
+    def _shared_loss(self, params, buffers, x, y):
+        """One learner's loss at weights shared by all learners (vmapped over buffers and data only)."""
+        buffers = {n: b.clone() for n, b in buffers.items()}
+        out = self._forward(params, buffers, x, self._vmodel)
+        return F.cross_entropy(out, y), buffers
 
     def _loop(self, W, buffers, xs, ys):
         gs, losses, bufs = [], [], []
