@@ -22,6 +22,7 @@ from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
 from ddl.data import DATASETS
 from ddl.errors import ConfigError
+from ddl.learners import AMP_MODES
 from ddl.learners import MODES as SIM_MODES
 from ddl.models.factory import INITS, MODELS
 from ddl.schedule import SCHEDULES
@@ -84,6 +85,10 @@ class TrainConfig:
     init: str = _field("default", "weight init", "model", choices=INITS)
     init_scale: float = _field(1.0, "multiply initial weights by s", "model")
     dtype: str = _field("float32", "parameter dtype", "model", choices=DTYPES)
+    # a precision choice like dtype: it changes the numbers a run produces, so it is part of the experiment
+    amp: str = _field("off", "mixed precision of the learners' forward/backward: off (exact --dtype) or bf16 "
+                      "(torch.autocast; changes the numerics; weights and updates stay in --dtype)", "model",
+                      choices=AMP_MODES)
     # ---- the data
     dataset: str = _field("mnist5k", "data set", "data", choices=DATASETS)
     train_per_class: int | None = _field(None, "correctly labelled training samples per class (mnist5k: 400)",
@@ -125,6 +130,8 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be ≥ 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"--lr: must be > 0, got {self.lr}")
+        if self.amp != "off" and self.dtype != "float32":
+            raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"--momentum: must be in [0, 1), got {self.momentum}")
         return self

@@ -11,10 +11,19 @@ BatchNorm: every learner keeps its own running statistics (stacked buffers [m, .
 the learner's own minibatch exactly as on a separate device, and are never communicated during training.
 Under vmap the buffers are cloned inside the per-learner function and returned as an auxiliary output,
 because vmap cannot write batched values into unbatched tensors in place.
+
+Mixed precision (``amp="bf16"``): the forward pass runs under ``torch.autocast(bfloat16)`` (convolutions and
+matrix products in bfloat16, reductions and the loss in float32); weights, gradients and the update stay in
+float32.  This changes the numerics (the gradients differ from float32 ones at bfloat16 rounding, ~1e-2
+relative), so it is an explicit choice; ``amp="off"`` (the default) never enters autocast.  The hand-written MLP
+path has no bfloat16 variant: with bf16 the MLP takes the generic path.  torch's vmap rule for batch norm
+rejects bfloat16 activations with float32 running statistics, so under vmap with bf16 the model's BatchNorm
+layers are swapped for :class:`PlainBatchNorm` (the same statistics in plain tensor operations).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -27,27 +36,99 @@ from ddl.fastmlp import StackedMLP
 from ddl.flat import FlatSpec
 
 MODES = ("auto", "vmap", "loop")
+AMP_MODES = ("off", "bf16")
+
+
+def autocast(amp: str, device: torch.device):
+    """The autocast context of ``amp`` on ``device`` (a no-op context when ``amp == "off"``)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    if amp != "bf16":
+        raise ValueError(f"--amp: unknown mode {amp!r}; accepted: {', '.join(AMP_MODES)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+class PlainBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm in training mode written with plain tensor operations, identical in what it computes.
+
+    Statistics in (at least) float32 over (batch, spatial) dims; running mean and unbiased running variance updated in
+    place with the module's momentum (or the cumulative average when momentum is None).  Used under vmap with
+    bfloat16 autocast, where the built-in kernel's vmap rule fails; evaluation mode defers to the built-in.
+    """
+
+    def _check_input_dim(self, x):  # any N, C, ... input like the module it replaces
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (got {x.dim()}-D)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not self.track_running_stats:
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        count = x.numel() // x.shape[1]
+        acc = x if x.dtype in (torch.float32, torch.float64) else x.float()  # statistics in at least float32
+        var, mean = torch.var_mean(acc, dim=dims, correction=0)
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            f = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
+            self.running_mean.mul_(1 - f).add_(f * mean)
+            self.running_var.mul_(1 - f).add_(f * var * (count / max(count - 1, 1)))
+        scale = torch.rsqrt(var + self.eps)
+        shift = -mean * scale
+        if self.affine:
+            scale = scale * self.weight
+            shift = shift * self.weight + self.bias
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return x * scale.view(shape).to(x.dtype) + shift.view(shape).to(x.dtype)
+
+
+def with_plain_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm layers are :class:`PlainBatchNorm` (same names, params, buffers)."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    for name, mod in list(twin.named_modules()):
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and not isinstance(mod, PlainBatchNorm):
+            plain = PlainBatchNorm(mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats)
+            plain.load_state_dict(mod.state_dict())
+            parent, _, attr = name.rpartition(".")
+            setattr(twin.get_submodule(parent) if parent else twin, attr, plain)
+    return twin
 
 
 class LearnerGradients:
     """Gradients of each learner's minibatch loss at that learner's weights."""
 
-    def __init__(self, model: nn.Module, spec: FlatSpec, mode: str = "auto"):
+    def __init__(self, model: nn.Module, spec: FlatSpec, mode: str = "auto", amp: str = "off"):
         if mode not in MODES:
             raise ValueError(f"--sim-mode: unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+        if amp not in AMP_MODES:
+            raise ValueError(f"--amp: unknown mode {amp!r}; accepted: {', '.join(AMP_MODES)}")
         self.model = model
         self.spec = spec
         self.mode = mode
+        self.amp = amp
         self.has_buffers = bool(spec.buffer_names)
-        self.fast = StackedMLP(model, spec) if mode == "auto" and fastmlp.supports(model) else None
+        fast_ok = mode == "auto" and amp == "off" and fastmlp.supports(model)
+        self.fast = StackedMLP(model, spec) if fast_ok else None
         if mode == "auto":
             self.mode = "vmap"
+        # the model as seen under vmap (batch norm in plain operations when autocast is on, see the module doc)
+        self._vmodel = with_plain_batchnorm(model) if amp != "off" and self.has_buffers else model
         self._vgrad = vmap(grad(self.loss, has_aux=True), in_dims=(0, 0, 0, 0), randomness="different")
+        # SSGD with BatchNorm: the weights are not batched, so convolutions and matrix products run once over all
+        # m·b samples (dense kernels); only the normalisation statistics are per learner.  Ordinary autograd
+        # runs backward through the vmapped forward and sums the learners' gradients in the weight gradient.
+        self._vshared = vmap(self._shared_loss, in_dims=(None, 0, 0, 0), randomness="different")
+
+    def _forward(self, params, buffers, x, model=None):
+        with autocast(self.amp, x.device):
+            out = functional_call(self.model if model is None else model, (params, buffers), (x,))
+        return out.to(x.dtype)  # the loss in the parameters' dtype (a no-op without autocast)
 
     def loss(self, w, buffers, x, y):
         """One learner's mean cross-entropy on (x, y) at flat weights ``w``; aux = (loss, updated buffers)."""
         buffers = {n: b.clone() for n, b in buffers.items()}  # updated in place by BatchNorm in train mode
-        out = functional_call(self.model, (self.spec.unflatten(w), buffers), (x,))
+        out = self._forward(self.spec.unflatten(w), buffers, x, self._vmodel)
         loss = F.cross_entropy(out, y)
         return loss, (loss.detach(), buffers)
 
@@ -56,6 +137,7 @@ class LearnerGradients:
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """``(G [m, P], losses [m], new_buffers)`` for weights ``W`` [m, P], inputs ``xs`` [m, b, ...]."""
         self.model.train()
+        self._vmodel.train()
         if self.fast is not None:
             G, losses = self.fast.grads(W, xs, ys)
             return G, losses.mean(1), buffers
@@ -71,7 +153,8 @@ class LearnerGradients:
 
         Without BatchNorm the learners' mean losses are independent of how samples are grouped, so the sum
         is m × the gradient of the mean loss over all m·b samples: one pass over one large batch.  With
-        BatchNorm each learner normalises over its own b samples, so per-learner gradients are taken.
+        BatchNorm each learner normalises over its own b samples: the forward pass is vmapped over the learners'
+        data and statistics with the weights shared, and one backward pass gives the summed gradient.
         """
         m = xs.shape[0]
         if self.fast is not None:  # one learner holding all m·b samples: its mean gradient × m
@@ -80,20 +163,33 @@ class LearnerGradients:
         if self.mode == "vmap" and not self.has_buffers:
             self.model.train()
             w = w.detach().requires_grad_(True)
-            out = functional_call(self.model, self.spec.unflatten(w), (xs.flatten(0, 1),))
+            out = self._forward(self.spec.unflatten(w), {}, xs.flatten(0, 1))
             per_sample = F.cross_entropy(out, ys.flatten(), reduction="none").view(m, -1)
             losses = per_sample.mean(1)
             (g,) = torch.autograd.grad(losses.sum(), w)
             return g, losses.detach(), buffers
+        if self.mode == "vmap":  # BatchNorm: shared weights, per-learner statistics, one backward pass
+            self.model.train()
+            self._vmodel.train()
+            w = w.detach().requires_grad_(True)
+            losses, new_buffers = self._vshared(self.spec.unflatten(w), buffers, xs, ys)
+            (g,) = torch.autograd.grad(losses.sum(), w)
+            return g, losses.detach(), {k: v.detach() for k, v in new_buffers.items()}
         G, losses, new_buffers = self.grads(w.expand(m, -1), buffers, xs, ys)
         return G.sum(0), losses, new_buffers
+
+    def _shared_loss(self, params, buffers, x, y):
+        """One learner's loss at weights shared by all learners (vmapped over buffers and data only)."""
+        buffers = {n: b.clone() for n, b in buffers.items()}
+        out = self._forward(params, buffers, x, self._vmodel)
+        return F.cross_entropy(out, y), buffers
 
     def _loop(self, W, buffers, xs, ys):
         gs, losses, bufs = [], [], []
         for a in range(W.shape[0]):
             w = W[a].detach().requires_grad_(True)
             own = {n: b[a].clone() for n, b in buffers.items()}
-            out = functional_call(self.model, (self.spec.unflatten(w), own), (xs[a],))
+            out = self._forward(self.spec.unflatten(w), own, xs[a])
             loss = F.cross_entropy(out, ys[a])
             (g,) = torch.autograd.grad(loss, w)
             gs.append(g)

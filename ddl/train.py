@@ -77,7 +77,7 @@ class Trainer:
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
-        self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode)
+        self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum,
                                     make_topology(cfg.topology, cfg.learners))
         m = self.comm.m
