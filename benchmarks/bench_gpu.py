@@ -55,7 +55,7 @@ FULL = dict(learners=16, batches=(32, 512), image=(3, 32, 32), classes=10,
             repeats={"resnet18": 5, "densenet121": 3}, warmup=2,
             settings={"resnet18": SETTINGS, "densenet121": SETTINGS}, loop_min_batch=256,
             n_train=50_000, n_test=10_000, feature_dims={"resnet18_fc": 512, "densenet121_classifier": 1024},
-            tr_learners=4, tr_batch=25, tr_epochs=1)  # fmt: skip
+            tr_learners=4, tr_batch=25, tr_epochs=1, tr_algos=("ssgd", "dpsgd"))  # fmt: skip
 # the smoke run exercises every code path once: all settings on ResNet-18, the bf16 + channels_last one on DenseNet
 SMOKE = dict(learners=2, batches=(2,), image=(3, 8, 8), classes=10,
              repeats={"resnet18": 1, "densenet121": 1}, warmup=0,
@@ -187,7 +187,10 @@ def make_variants(model_name: str, n: int, b: int, amp: str, channels_last: bool
         opt.step()
 
     fns["single_model"] = single_step
-    variants = [("ssgd", "auto", ""), ("dpsgd", "auto", "")] + ([("dpsgd", "loop", "_loop")] if loop else [])
+    # Large local batches run the learners one after another (sim_mode loop): the batched (vmap) variants of 16
+    # learners at b = 512 ran out of the H100's 80 GB, and the out-of-memory left the CUDA context unusable.
+    variants = [("ssgd", "loop", "_loop"), ("dpsgd", "loop", "_loop")] if loop else [("ssgd", "auto", ""),
+                                                                                     ("dpsgd", "auto", "")]
     for algo, mode, suffix in variants:
         tr = Trainer(TrainConfig(algo=algo, learners=n, batch_size=b, sim_mode=mode, **common), data=data)
         key = f"{algo}_n{n}{suffix}"
@@ -418,7 +421,7 @@ def summarise(data: dict) -> dict:
         best: dict = {}
         for key, case in (part.get("cases") or {}).items():
             for variant, v in case.items():
-                if not (isinstance(v, dict) and v.get("status") == "ok"):
+                if not (isinstance(v, dict) and v.get("status") == "ok" and "images_per_s" in v):
                     continue
                 algo = "single_model" if variant == "single_model" else variant.split("_n")[0] + (
                     "_loop" if variant.endswith("_loop") else "")
@@ -445,6 +448,43 @@ def summarise(data: dict) -> dict:
     return s
 
 
+def merge_parts(paths: list[Path], out: Path) -> int:
+    """One report from the per-part reports (gpu.sh runs each part in its own process)."""
+    merged: dict = {}
+    for path in paths:
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        if not merged:
+            merged = {k: v for k, v in data.items() if k not in ("parts", "summary", "total_s", "budget_s")}
+            merged["parts"], merged["total_s"], merged["budget_s"] = {}, 0.0, 0.0
+        for name, part in data.get("parts", {}).items():
+            into = merged["parts"].setdefault(name, {"cases": {}, "skipped": []})
+            for k, v in part.items():
+                if k in ("cases",):
+                    into["cases"].update(v)
+                elif k == "skipped":
+                    into["skipped"].extend(v)
+                elif k == "seconds":
+                    into["seconds"] = into.get("seconds", 0.0) + v
+                else:
+                    into[k] = v
+        merged["total_s"] += data.get("total_s") or 0.0
+        merged["budget_s"] += data.get("budget_s") or 0.0
+    if not merged:
+        print("bench_gpu: no part wrote a report")
+        return 1
+    merged["process_per_part"] = True
+    merged["summary"] = summarise(merged)
+    Report(out, merged).save()
+    s = merged["summary"]
+    for name in ("resnet18", "densenet121"):
+        for algo, v in (s.get(name) or {}).items():
+            print(f"{name} best {algo}: {v['images_per_s']:.0f} images/s ({v['case']})")
+    print(f"merged {len(merged['parts'])} parts into {out}; failures: {len(s['failures'])}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", default=os.environ.get("DDL_GPU_SMOKE") == "1",
@@ -453,8 +493,15 @@ def main(argv=None) -> int:
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     p.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune convolution algorithms")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/gpu.json; smoke: a temp file)")
+    p.add_argument("--batches", nargs="+", type=int, default=None, help="local batch sizes (default: 32 512)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="PART_JSON",
+                   help="merge the JSON files of parts run in separate processes into --out, and stop")
     args = p.parse_args(argv)
-    cfg = SMOKE if args.smoke else FULL
+    if args.merge:
+        return merge_parts([Path(x) for x in args.merge], Path(args.out or RESULTS / "gpu.json"))
+    cfg = dict(SMOKE if args.smoke else FULL)
+    if args.batches:
+        cfg["batches"] = tuple(args.batches)
     budget = Budget(args.budget_s if args.budget_s is not None else (300.0 if args.smoke else 400.0))
     if args.smoke:
         device = torch.device("cpu")

