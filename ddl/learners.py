@@ -146,6 +146,41 @@ class LearnerGradients:
             return G, losses, new_buffers
         return self._loop(W, buffers, xs, ys)
 
+    def grads_into(
+        self, W: torch.Tensor, buffers: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor,
+        target: torch.Tensor, alpha: float, beta: float,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``target ← β·target + α·G`` in place for G = :meth:`grads` (β = 0 ignores what target held);
+        returns ``(losses [m], new_buffers)``.  The fast MLP path writes each block in place, with no [m, P]
+        temporary."""
+        if self.fast is not None:
+            self.model.train()
+            losses = self.fast.grads_into(W, xs, ys, target, alpha, beta)
+            return losses.mean(1), buffers
+        G, losses, new_buffers = self.grads(W, buffers, xs, ys)
+        if beta == 0:
+            torch.mul(G, alpha, out=target)
+        else:
+            target.mul_(beta).add_(G, alpha=alpha)
+        return losses, new_buffers
+
+    def grads_deferred(
+        self, W: torch.Tensor, buffers: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor, alpha: float,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Callable[[int, int, torch.Tensor], None]]:
+        """``(losses [m], new_buffers, write)`` where ``write(lo, hi, rows)`` sets ``rows ← α·G[lo:hi]``.
+
+        The fast MLP path keeps only the small per-layer factors and forms the [learners, P] gradient rows when
+        ``write`` is called, so a caller can write them band by band into rows it is about to update (DPSGD's
+        mixing), while they are in cache.
+        """
+        if self.fast is not None:
+            self.model.train()
+            per_sample, parts = self.fast.backprop(W, xs, ys)
+            parts = [(layer, delta * alpha, act) for layer, delta, act in parts]  # α applied once, not per band
+            return per_sample.mean(1), buffers, lambda lo, hi, rows: self.fast.write(parts, rows, lo, hi, 1.0, 0.0)
+        G, losses, new_buffers = self.grads(W, buffers, xs, ys)
+        return losses, new_buffers, lambda lo, hi, rows: torch.mul(G[lo:hi], alpha, out=rows)
+
     def sum_grads_shared(
         self, w: torch.Tensor, buffers: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:

@@ -3,11 +3,12 @@
 Layout::
 
     RUN/
-      config.json            resolved TrainConfig (+ "ddl_version", "world" for distributed runs)
+      config.json            resolved TrainConfig (+ "ddl_version", "world" for distributed runs, and "mixing":
+                             DPSGD's graph as run — grid, period, degree, spectral gap; null for SSGD)
       metrics.jsonl          one JSON object per evaluation (step, epoch, lr, train/test loss & acc,
                              consensus distance, wall time, …)
       noise.jsonl            with --measure-noise K: SSGD/DPSGD noise, sharpness, projections (analysis.noise)
-      summary.json           status ("converged", "max_epochs", "diverged"), steps, final metrics
+      summary.json           status ("converged", "max_epochs", "diverged"), steps, final metrics, spectral_gap
       checkpoints/
         averaged.pt          state_dict of the averaged model w̄ (BatchNorm buffers averaged)
         learners.pt          {"weights": [n, P] flat learner weights, "buffers": {name: [n, ...]},
@@ -51,8 +52,8 @@ def append_jsonl(path: Path, obj: dict) -> None:
 
 
 def read_config(path: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` of a run's ``config.json`` (its extra keys, ``ddl_version`` and ``world``,
-    describe where it ran)."""
+    """The :class:`TrainConfig` of a run's ``config.json`` (its extra keys, ``ddl_version``, ``world`` and
+    ``mixing``, describe where and on which graph it ran)."""
     p = Path(path)
     try:
         raw = json.loads(p.read_text())
@@ -61,7 +62,7 @@ def read_config(path: str | Path) -> TrainConfig:
     if not isinstance(raw, dict):
         raise RunDirError(f"RUN_DIR: {p} does not hold a configuration mapping")
     try:
-        return TrainConfig.from_dict({k: v for k, v in raw.items() if k not in ("ddl_version", "world")})
+        return TrainConfig.from_dict({k: v for k, v in raw.items() if k not in ("ddl_version", "world", "mixing")})
     except (ConfigError, TypeError) as e:
         raise RunDirError(f"RUN_DIR: {p}: {e}") from None
 

@@ -78,8 +78,10 @@ class Trainer:
         self.spec = FlatSpec.of(self.model)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
-        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum,
-                                    make_topology(cfg.topology, cfg.learners))
+        topology = make_topology(cfg.topology, cfg.learners)
+        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology)
+        # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
+        self.topology = topology if self.algo.uses_topology else None
         m = self.comm.m
         w0 = self.spec.flatten(self.model)  # every learner starts from the same initial weights
         bufs = self.spec.buffers(self.model)
@@ -228,7 +230,12 @@ class Trainer:
         cfg["out"] = str(out)
         write_json(out / "config.json", {**cfg, "ddl_version": __version__,
                                          "world": {"backend": self.cfg.backend, "workers": self.comm.world,
-                                                   "device": str(self.device)}})
+                                                   "device": str(self.device)},
+                                         "mixing": self._mixing_info()})
+
+    def _mixing_info(self) -> dict | None:
+        """The DPSGD graph as run (grid, period, degree, spectral gap); None for SSGD."""
+        return self.topology.describe() if self.topology is not None else None
 
     def _finish(self, result: TrainResult, wall: float) -> None:
         w_bar, bufs = self.averaged()
@@ -249,6 +256,7 @@ class Trainer:
             "status": result.status, "steps": result.steps, "epochs": result.steps / self.stream.steps_per_epoch,
             "diverged_step": result.diverged_step, "wall_time_s": wall, "final": result.final,
             "steps_per_epoch": self.stream.steps_per_epoch,
+            "spectral_gap": self.topology.spectral_gap if self.topology is not None else None,
         }
         write_json(self.out / "summary.json", summary)
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ddl.algorithms import Mixer
 from ddl.comm import SimCollective
 from ddl.flat import FlatSpec
-from ddl.topology import complete, ring
+from ddl.topology import TOPOLOGIES, complete, make_topology, ring
 from ddl.train import Trainer
 
 
@@ -80,19 +80,20 @@ def dpsgd_oracle(cfg, topology, k):
             grads.append(bufs[a] if cfg.momentum else g)
             ws.append(w)
         for a, m in enumerate(models):
-            mixed = sum(float(topology.matrix[a, j]) * ws[j] for j in range(n))
+            M = topology.matrix_at(step)
+            mixed = sum(float(M[a, j]) * ws[j] for j in range(n))
             spec.load(m, mixed - cfg.lr * grads[a])
         out.append(torch.stack([spec.flatten(m) for m in models]))
     return out
 
 
-@pytest.mark.parametrize("topo", ["ring", "complete"])
+@pytest.mark.parametrize("topo", list(TOPOLOGIES))
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_dpsgd_equals_per_learner_oracle(small_cfg, topo, momentum):
     cfg = small_cfg(algo="dpsgd", learners=6, batch_size=10, lr=0.2, topology=topo, momentum=momentum,
                     weight_decay=1e-3)
     _, ws = run_steps(cfg, 8)
-    ref = dpsgd_oracle(cfg, ring(6) if topo == "ring" else complete(6), 8)
+    ref = dpsgd_oracle(cfg, make_topology(topo, 6), 8)
     for step, (x, y) in enumerate(zip(ws, ref)):
         assert (x - y).abs().max() <= 1e-6, step
     assert (ws[-1] - ws[-1].mean(0)).abs().max() > 1e-4 or topo == "complete"  # learners really differ
@@ -153,3 +154,30 @@ def test_vmap_equals_loop_resnet18_with_batchnorm(tmp_path, algo):
     # learners keep their own BatchNorm statistics
     rm = a.buffers["bn1.running_mean"]
     assert (rm[0] - rm[1]).abs().max() > 0
+
+
+@pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
+def test_step_reuses_the_previous_weights_only_when_nobody_holds_them(small_cfg, algo):
+    """The new weights go into the storage of the weights two steps back (no fresh [m, P] tensor per step),
+    unless someone kept a reference or a view: then those weights stay untouched."""
+    tr = Trainer(small_cfg(algo=algo, learners=4, batch_size=10))
+    ptrs = []
+    for step in range(4):
+        xs, ys = tr.batch(step)
+        tr.algo.step(tr.state, xs, ys, 0.1, 0.0)
+        ptrs.append(tr.state.W.data_ptr())
+    assert ptrs[2] == ptrs[0] and ptrs[3] == ptrs[1] and ptrs[0] != ptrs[1]
+    kept, kept_view = tr.state.W, None
+    copy = kept.clone()
+    for step in range(4, 7):
+        xs, ys = tr.batch(step)
+        tr.algo.step(tr.state, xs, ys, 0.1, 0.0)
+        if step == 4:
+            kept_view, kept = kept[1], None  # only a view of the old weights remains
+    assert torch.equal(kept_view, copy[1])
+    kept = tr.state.W  # a plain reference held over two steps
+    copy = kept.clone()
+    for step in range(7, 10):
+        xs, ys = tr.batch(step)
+        tr.algo.step(tr.state, xs, ys, 0.1, 0.0)
+    assert torch.equal(kept, copy)

@@ -55,6 +55,17 @@ def test_ray_actors_reproduce_simulator(pool, tmp_path, algo):
     assert world == {"backend": "ray", "workers": 4, "device": "cpu"}
 
 
+def test_ray_actors_reproduce_simulator_on_every_sparse_topology(pool, tmp_path):
+    """Torus (2 × 2), exponential and one-peer exponential (a new peer every step) on the same four actors."""
+    for topo, momentum in (("torus", 0.0), ("exponential", 0.9), ("one-peer-exponential", 0.0)):
+        cfg = TrainConfig(algo="dpsgd", learners=4, topology=topo, momentum=momentum, out=str(tmp_path / topo),
+                          backend="ray", **TINY)
+        w = torch.load(pool.train(cfg).out / "checkpoints" / "learners.pt")["weights"]
+        ref = sim_weights(cfg, tmp_path / f"sim-{topo}")
+        assert (w - ref).abs().max() <= 1e-6, topo
+        assert (w - w.mean(0)).abs().max() > 1e-5, topo
+
+
 def test_cli_ray_two_actors_of_two_learners(cluster, tmp_path, capsys):
     """``ddl train --backend ray`` on the running cluster: 2 actors × 2 learners, DPSGD ring over 4 learners."""
     out = tmp_path / "cli"

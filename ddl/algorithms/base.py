@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -25,6 +26,15 @@ class LearnerState:
     step: int = 0
 
 
+def _sole_owner(t: torch.Tensor) -> bool:
+    """True when ``t`` (held in one Python variable by the caller) and its storage are referenced nowhere else."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:  # a torch without the probe: never recycle
+        return False
+    # getrefcount: the caller's variable, this argument and getrefcount's own; storage: t + the storage object
+    return sys.getrefcount(t) <= 3 and use_count(t.untyped_storage()._cdata) <= 2
+
+
 class Algorithm(ABC):
     """An update: where the gradient is taken and what is averaged.  Subclasses define :meth:`step`."""
 
@@ -46,6 +56,22 @@ class Algorithm(ABC):
             state.momentum.mul_(self.momentum).add_(G)
             return state.momentum
         return G
+
+    # ---- the [m, P] output of a step, without a fresh allocation --------------------------------------
+    _previous: torch.Tensor | None = None  # the weights before the last step: the next step's output buffer
+
+    def _output_buffer(self, W: torch.Tensor) -> torch.Tensor:
+        """A tensor like ``W`` to write the new weights into: the previous step's weights when nobody else holds
+        them (a fresh [m, P] tensor costs page faults comparable to a whole step at n = 1 024), else a new one.
+        Code that keeps ``state.W`` across steps must keep a clone, and then gets one."""
+        prev, self._previous = self._previous, None
+        if prev is not None and prev.shape == W.shape and prev.dtype == W.dtype and prev.device == W.device \
+                and prev.data_ptr() != W.data_ptr() and _sole_owner(prev):
+            return prev
+        return torch.empty_like(W)
+
+    def _replace_weights(self, state: LearnerState, new: torch.Tensor) -> None:
+        self._previous, state.W = state.W, new
 
     @abstractmethod
     def step(

@@ -23,6 +23,9 @@ class SSGD(Algorithm):
         g_sum, losses, state.buffers = self.gradients.sum_grads_shared(w_bar, state.buffers, xs, ys)
         g = self.comm.allreduce_sum(g_sum) / self.comm.n
         d = self.direction(state, g.unsqueeze(0), w_bar.unsqueeze(0), weight_decay)
-        state.W = torch.add(w_bar, d[0], alpha=-lr).expand_as(state.W).clone()
+        out = self._output_buffer(state.W)
+        out.copy_(torch.add(w_bar, d[0], alpha=-lr).expand_as(state.W))
+        del w_bar  # a view of the old weights: would keep their storage from being recycled
+        self._replace_weights(state, out)
         state.step += 1
         return losses
