@@ -1,4 +1,5 @@
-"""Who averages with whom in DPSGD: mixing matrices of the neighbour average ``w̃_a = Σ_j M[a, j] w_j``.
+"""Who averages with whom in DPSGD: mixing matrices of the neighbour average ``w̃_a = Σ_j M[a, j] w_j``
+(docs/theory.md §7).
 
 Every topology here is a *Cayley graph* of the cyclic grid ℤ_r × ℤ_c (n = r·c learners, learner a sits at row
 a // c, column a % c): learner a averages uniformly over the learners at a fixed set of grid offsets from it,
