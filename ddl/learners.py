@@ -178,7 +178,8 @@ class LearnerGradients:
             self.model.train()
             self._vmodel.train()
             w = w.detach().requires_grad_(True)
-            losses, new_buffers = self._vshared(self.spec.unflatten(w), buffers, xs, ys)
+            # vmap's batch-norm rule cannot ask a batched tensor whether it is channels_last (NYI in torch)
+            losses, new_buffers = self._vshared(self.spec.unflatten(w), buffers, xs.contiguous(), ys)
             (g,) = torch.autograd.grad(losses.sum(), w)
             return g, losses.detach(), {k: v.detach() for k, v in new_buffers.items()}
         G, losses, new_buffers = self.grads(w.expand(m, -1), buffers, xs, ys)
