@@ -4,8 +4,9 @@ Two implementations of the same function:
 
 * ``vmap`` (fast path): ``torch.func.vmap(grad(loss))`` over the learners, one batched kernel per layer;
 * ``loop`` (oracle): a plain Python loop calling ``functional_call`` + ``torch.autograd.grad`` per learner;
-* ``auto`` (default): the hand-written batched MLP backward of :mod:`ddl.fastmlp` where the model allows it,
-  otherwise ``vmap``.
+* ``auto`` (default): the hand-written batched backward of :mod:`ddl.fastmlp` (MLP) or :mod:`ddl.fastcnn`
+  (chains of conv / pool / ReLU / linear layers, e.g. the LeNet-style CNN) where the model allows it, otherwise
+  ``vmap``.
 
 BatchNorm: every learner keeps its own running statistics (stacked buffers [m, ...]); they are updated from
 the learner's own minibatch exactly as on a separate device, and are never communicated during training.
@@ -15,10 +16,10 @@ because vmap cannot write batched values into unbatched tensors in place.
 Mixed precision (``amp="bf16"``): the forward pass runs under ``torch.autocast(bfloat16)`` (convolutions and
 matrix products in bfloat16, reductions and the loss in float32); weights, gradients and the update stay in
 float32.  This changes the numerics (the gradients differ from float32 ones at bfloat16 rounding, ~1e-2
-relative), so it is an explicit choice; ``amp="off"`` (the default) never enters autocast.  The hand-written MLP
-path has no bfloat16 variant: with bf16 the MLP takes the generic path.  torch's vmap rule for batch norm
-rejects bfloat16 activations with float32 running statistics, so under vmap with bf16 the model's BatchNorm
-layers are swapped for :class:`PlainBatchNorm` (the same statistics in plain tensor operations).
+relative), so it is an explicit choice; ``amp="off"`` (the default) never enters autocast.  The hand-written
+MLP and CNN paths have no bfloat16 variant: with bf16 those models take the generic path.  torch's vmap rule for
+batch norm rejects bfloat16 activations with float32 running statistics, so under vmap with bf16 the model's
+BatchNorm layers are swapped for :class:`PlainBatchNorm` (the same statistics in plain tensor operations).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ddl import fastmlp
+from ddl import fastcnn, fastmlp
+from ddl.fastcnn import StackedCNN
 from ddl.fastmlp import StackedMLP
 from ddl.flat import FlatSpec
 
@@ -108,8 +110,12 @@ class LearnerGradients:
         self.mode = mode
         self.amp = amp
         self.has_buffers = bool(spec.buffer_names)
-        fast_ok = mode == "auto" and amp == "off" and fastmlp.supports(model)
-        self.fast = StackedMLP(model, spec) if fast_ok else None
+        self.fast = None
+        if mode == "auto" and amp == "off":
+            if fastmlp.supports(model):
+                self.fast = StackedMLP(model, spec)
+            elif fastcnn.supports(model):
+                self.fast = StackedCNN(model, spec)
         if mode == "auto":
             self.mode = "vmap"
         # the model as seen under vmap (batch norm in plain operations when autocast is on, see the module doc)
@@ -207,7 +213,8 @@ class LearnerGradients:
             self.model.train()
             self._vmodel.train()
             w = w.detach().requires_grad_(True)
-            losses, new_buffers = self._vshared(self.spec.unflatten(w), buffers, xs, ys)
+            # vmap's batch-norm rule cannot ask a batched tensor whether it is channels_last (NYI in torch)
+            losses, new_buffers = self._vshared(self.spec.unflatten(w), buffers, xs.contiguous(), ys)
             (g,) = torch.autograd.grad(losses.sum(), w)
             return g, losses.detach(), {k: v.detach() for k, v in new_buffers.items()}
         G, losses, new_buffers = self.grads(w.expand(m, -1), buffers, xs, ys)

@@ -79,3 +79,13 @@ def test_ssgd_shared_weights_bf16_close_to_loop():
     assert (l1 - l2).abs().max() < 2e-2
     for k in b1:
         assert torch.allclose(b1[k].float(), b2[k].float(), rtol=0.02, atol=0.02), k
+
+
+def test_ssgd_shared_weights_accepts_channels_last_inputs():
+    """Per-learner slices in channels_last memory format (as the GPU benchmark passes them) give the same result."""
+    model = tiny_bn_net()
+    spec, W, bufs, xs, ys = stacked(model, 3, 4, (2, 5, 5), 3)
+    cl = xs.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    assert cl[0].is_contiguous(memory_format=torch.channels_last)
+    fast = LearnerCompute(model, spec, "vmap")
+    assert_same(fast.sum_grads_shared(W[0], bufs, cl, ys), fast.sum_grads_shared(W[0], bufs, xs, ys), tol=1e-12)

@@ -24,10 +24,12 @@ class LeNet(nn.Module):
         self.fc2 = nn.Linear(120, 25, bias=bias)
         self.fc3 = nn.Linear(25, num_classes, bias=bias)
 
+    def chain(self) -> list[nn.Module]:
+        """The layers in forward order (the forward pass is exactly this chain; :mod:`ddl.fastcnn` relies on it)."""
+        return [self.conv1, self.act, self.pool, self.conv2, self.act, self.pool, self.flatten,
+                self.fc1, self.act, self.fc2, self.act, self.fc3]
+
     def forward(self, x):
-        x = self.pool(self.act(self.conv1(x)))
-        x = self.pool(self.act(self.conv2(x)))
-        x = self.flatten(x)
-        x = self.act(self.fc1(x))
-        x = self.act(self.fc2(x))
-        return self.fc3(x)
+        for layer in self.chain():
+            x = layer(x)
+        return x
