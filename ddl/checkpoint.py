@@ -9,7 +9,7 @@ A checkpoint is ``RUN/checkpoints/state-<step>.pt``: one header line
      "loop": [K, 3] float64,     # every worker's (first non-finite step or −1, loss sum, loss count) since the
                                  # last evaluation: the stop rule's and the minibatch-loss log's state
      "elapsed": float,           # wall time so far (the ``time`` of metrics records continues from it)
-     "files": {"metrics.jsonl": bytes, "noise.jsonl": bytes},   # sizes of the logs at this step
+     "files": {"metrics.jsonl": int, "noise.jsonl": int},   # sizes in bytes of the logs at this step
      "extra": {...}}             # state of optional parts (the noise meter's Lanczos warm start)
 
 Distributed runs gather every worker's rows and RNG states to the main worker, which alone writes; on resume
@@ -39,7 +39,8 @@ MAGIC = b"DDLCKPT1"
 KEEP = 2
 _NAME = re.compile(r"^state-(\d+)\.pt$")
 
-__all__ = ["CorruptCheckpoint", "KEEP", "list_checkpoints", "load_latest", "read_checkpoint", "write_checkpoint"]
+__all__ = ["CorruptCheckpoint", "KEEP", "list_checkpoints", "load_latest", "read_checkpoint", "verify_checkpoint",
+           "write_checkpoint"]
 
 
 class CorruptCheckpoint(RunDirError):
@@ -88,9 +89,12 @@ def write_checkpoint(ck_dir: str | Path, step: int, state: dict[str, Any], keep:
     return path
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The state in checkpoint ``path``; :class:`CorruptCheckpoint` (one line) when it fails its checks."""
-    p = Path(path)
+def verify_checkpoint(path: str | Path) -> None:
+    """Check a checkpoint's header, length and checksum without unpickling it (:class:`CorruptCheckpoint`)."""
+    _payload(Path(path))
+
+
+def _payload(p: Path) -> bytes:
     try:
         raw = p.read_bytes()
     except OSError as e:
@@ -103,6 +107,13 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CorruptCheckpoint(f"{p}: truncated ({len(payload)} of {int(parts[2])} bytes)")
     if hashlib.sha256(payload).hexdigest().encode() != parts[1]:
         raise CorruptCheckpoint(f"{p}: checksum mismatch (the file was altered or damaged)")
+    return payload
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state in checkpoint ``path``; :class:`CorruptCheckpoint` (one line) when it fails its checks."""
+    p = Path(path)
+    payload = _payload(p)
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a checksum-valid file torch cannot read: another format version

@@ -144,14 +144,22 @@ class Run:
 
 
 def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
-    """The run in directory ``path``; without ``require_checkpoint``, also one that has not written its
-    checkpoint yet (its metrics and summary are still worth reading)."""
+    """The run in directory ``path``, checked: its config, its summary and the checksums of its resumable
+    checkpoints (:class:`RunDirError`, one line, when any is corrupt).  Without ``require_checkpoint``, also one
+    that has not written its final averaged model yet (its metrics and summary are still worth reading)."""
+    from ddl.checkpoint import CorruptCheckpoint, list_checkpoints, verify_checkpoint
+
     p = Path(path)
     if not (p / "config.json").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no config.json (not a ddl run directory)")
     if require_checkpoint and not (p / "checkpoints" / "averaged.pt").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no checkpoints/averaged.pt (run unfinished?)")
     cfg = read_config(p / "config.json")
+    for ck in list_checkpoints(p / "checkpoints"):
+        try:
+            verify_checkpoint(ck)
+        except CorruptCheckpoint as e:
+            raise RunDirError(f"RUN_DIR: {e}") from None
     summary = {}
     if (p / "summary.json").exists():
         try:

@@ -350,9 +350,10 @@ class Trainer:
         loss count) from checkpoint ``ck``."""
         comm, loop, K = self.comm, ck["loop"], int(ck["world"])
         if K == comm.world:
-            torch.set_rng_state(ck["rng_cpu"][comm.rank])
+            # a private copy: torch's set_rng_state reads a row view of the stacked states wrongly (segfault)
+            torch.set_rng_state(ck["rng_cpu"][comm.rank].clone())
             if self.device.type == "cuda" and ck["rng_cuda"] is not None:
-                torch.cuda.set_rng_state(ck["rng_cuda"][comm.rank], self.device)
+                torch.cuda.set_rng_state(ck["rng_cuda"][comm.rank].clone(), self.device)
             bad, learner, loss, loss_sum, n = loop[comm.rank].tolist()
             return (bad if bad >= 0 else math.inf), int(learner), loss, loss_sum, int(n)
         # another worker layout: the random streams cannot be split per worker (documented in guarantees.md);
