@@ -101,7 +101,7 @@ NUMERIC = [
     ("lr-text", ["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
     ("momentum-1", ["--momentum", "1"], "--momentum: must be in [0, 1), got 1.0"),
     ("momentum-nan", ["--momentum", "nan"], "--momentum: must be a finite number, got nan"),
-    ("weight-decay", ["--weight-decay", "-1e-4"], "--weight-decay: must be ≥ 0, got -0.0001"),
+    ("weight-decay", ["--weight-decay", "-0.5"], "--weight-decay: must be ≥ 0, got -0.5"),
     ("wd-stop-epoch", ["--wd-stop-epoch", "-1"], "--wd-stop-epoch: must be ≥ 0, got -1"),
     ("lr-gamma", ["--lr-gamma", "0"], "--lr-gamma: must be > 0, got 0.0"),
     ("lr-milestones", ["--lr-milestones", "5", "-2"], "--lr-milestones: must be ≥ 0, got -2"),
