@@ -132,9 +132,10 @@ def load_latest(ck_dir: str | Path, verbose: bool = True) -> tuple[Path, dict[st
             state = read_checkpoint(p)
         except CorruptCheckpoint as e:
             problems.append(str(e))
-            if verbose:
-                print(f"ddl: warning: {e}; falling back to the previous checkpoint", file=sys.stderr)
             continue
+        if verbose:
+            for why in problems:
+                print(f"ddl: warning: {why}; falling back to the previous checkpoint", file=sys.stderr)
         return p, state
     if problems:
         raise RunDirError(f"--resume: no valid checkpoint in {ck_dir} ({'; '.join(problems)})")

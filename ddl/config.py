@@ -205,6 +205,9 @@ def _type_name(t) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, str(t))
 
 
+_PLURAL = {int: "integers", float: "numbers", str: "strings"}
+
+
 def _checked_type(name: str, v: Any, hint) -> Any:
     """``v`` as the field's type (an int where a float is expected becomes a float), or a one-line ConfigError.
 
@@ -218,7 +221,7 @@ def _checked_type(name: str, v: Any, hint) -> Any:
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         if not isinstance(v, (list, tuple)):
-            raise ConfigError(f"{_flag(name)}: expected a list of {_type_name(item)}s, got {v!r}")
+            raise ConfigError(f"{_flag(name)}: expected a list of {_PLURAL.get(item, item)}, got {v!r}")
         return [_checked_type(name, x, item) for x in v]
     if hint is float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -82,7 +82,7 @@ def work(tmp_path_factory):
     cfgs.mkdir()
     (cfgs / "unknown.json").write_text(json.dumps({"lr": 0.1, "learning_rate": 0.2}))
     (cfgs / "typed.yaml").write_text("lr: fast\n")
-    (cfgs / "typed.toml").write_text('epochs = "ten"\n')
+    (cfgs / "typed.toml").write_text('eval_every = "ten"\n')
     (cfgs / "float_int.toml").write_text("learners = 2.5\n")
     (cfgs / "list.yaml").write_text("- lr\n- 0.1\n")
     (cfgs / "broken.json").write_text('{"lr": 0.1,')
@@ -118,7 +118,7 @@ NUMERIC = [
     ("noise-top-k", ["--noise-top-k", "0"], "--noise-top-k: must be ≥ 1, got 0"),
     ("hidden", ["--hidden", "30", "0"], "--hidden: must be ≥ 1, got 0"),
     ("dropout", ["--dropout", "1"], "--dropout: must be in [0, 1), got 1.0"),
-    ("init-scale", ["--init-scale", "-inf"], "--init-scale: must be a finite number, got -inf"),
+    ("init-scale", ["--init-scale=-inf"], "--init-scale: must be a finite number, got -inf"),
     ("train-per-class", ["--train-per-class", "0"], "--train-per-class: must be ≥ 1, got 0"),
     ("test-per-class", ["--test-per-class", "-3"], "--test-per-class: must be ≥ 1, got -3"),
     ("label-noise", ["--label-noise", "1"], "--label-noise: must be in [0, 1), got 1.0"),
@@ -161,7 +161,7 @@ CONFIG = [
     ("config-missing", ["--config", "{root}/cfg/nope.yaml"], "--config: no such file {root}/cfg/nope.yaml"),
     ("config-unknown-key", ["--config", "{root}/cfg/unknown.json"], "--config: unknown key learning_rate"),
     ("config-yaml-type", ["--config", "{root}/cfg/typed.yaml"], "--lr: expected a number, got 'fast'"),
-    ("config-toml-type", ["--config", "{root}/cfg/typed.toml"], "--epochs: expected an integer, got 'ten'"),
+    ("config-toml-type", ["--config", "{root}/cfg/typed.toml"], "--eval-every: expected an integer, got 'ten'"),
     ("config-toml-float-int", ["--config", "{root}/cfg/float_int.toml"], "--learners: expected an integer, got 2.5"),
     ("config-yaml-list", ["--config", "{root}/cfg/list.yaml"],
      "--config: {root}/cfg/list.yaml must hold a mapping of flag names to values"),
@@ -194,7 +194,7 @@ RUN_DIRS = [
      "RUN_DIR: {root}/bad_averaged/checkpoints/averaged.pt is corrupt or unreadable"),
     ("analyze-test-samples", ["analyze", "{root}/run", "--test-samples", "0"], "--test-samples: must be ≥ 1, got 0"),
     ("compare-not-a-run", ["compare", "{root}/empty", "--out", "{root}/rep"],
-     "RUN_DIR: {root}/empty has no config.json"),
+     "RUN: {root}/empty is neither a run directory (no config.json) nor a directory of runs"),
     ("compare-corrupt-config", ["compare", "{root}/bad_config", "--out", "{root}/rep"],
      "RUN_DIR: {root}/bad_config/config.json is unreadable or not JSON"),
     ("compare-corrupt-metrics", ["compare", "{root}/bad_metrics", "--out", "{root}/rep"],
