@@ -212,9 +212,13 @@ def test_kill_9_of_a_real_training_then_resume(tmp_path):
     run equals the uninterrupted one bit for bit, metrics with no line lost or repeated."""
     args = ["--algo", "dpsgd", "--learners", "4", "--batch-size", "5", "--lr", "0.05", "--dropout", "0.2",
             "--momentum", "0.9", "--train-per-class", "200", "--test-per-class", "10", "--seed", "4", "--epochs",
-            "8", "--checkpoint-every", "1", "--no-progress"]
+            "4", "--checkpoint-every", "1", "--no-progress"]
     out, ref = tmp_path / "killed", tmp_path / "ref"
+    # every run in its own process with the same threads: float sums over many elements (the consensus distance)
+    # round differently with another thread count
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = subprocess.Popen([sys.executable, "-m", "ddl.cli", "train", *args, "--out", str(ref)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc = subprocess.Popen([sys.executable, "-m", "ddl.cli", "train", *args, "--out", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -230,6 +234,6 @@ def test_kill_9_of_a_real_training_then_resume(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr
-    assert main(["train", *args, "--out", str(ref)]) == 0
+    assert reference.wait(timeout=600) == 0, reference.communicate()[1][-2000:]
     assert_same_run(ref, out)
-    assert [m["epoch"] for m in records(out / "metrics.jsonl")] == list(range(1, 9))
+    assert [m["epoch"] for m in records(out / "metrics.jsonl")] == list(range(1, 5))
