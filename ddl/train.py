@@ -185,6 +185,10 @@ class Trainer:
                    desc=f"{cfg.algo} n={cfg.learners}", unit="step", dynamic_ncols=True)
         if ck is None:
             self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0)
+        ended = ck.get("result") if ck is not None else None
+        if ended and (ended["status"] == "diverged" or (ended["status"] == "converged" and self._same_stop(ck))):
+            # killed after the final checkpoint of a run its stop rule had ended, before summary.json: finish it
+            status, total = ended["status"], step
         while step < total:
             lr = learning_rate(cfg, step, steps_per_epoch)
             xs, ys = self.batch(step)
@@ -244,14 +248,17 @@ class Trainer:
             result.diverged_step = int(first_bad) if math.isfinite(first_bad) else step
             if math.isfinite(first_bad):
                 result.diverged_learner, result.diverged_loss = int(bad_learner), float(bad_loss)
-        self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0)
+            elif ended:
+                result.diverged_step = ended["diverged_step"]
+        self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0, result)
         self._finish(result, time.perf_counter() - t0)
         return result
 
     # ---- checkpoints and resume --------------------------------------------------------------------
     def _checkpoint(self, first_bad: float, bad_learner: int, bad_loss: float, loss_acc: torch.Tensor, n_acc: int,
-                    t0: float) -> None:
-        """Write the complete state at the current step (every worker calls this; the main worker writes)."""
+                    t0: float, result: TrainResult | None = None) -> None:
+        """Write the complete state at the current step (every worker calls this; the main worker writes);
+        ``result`` for the final checkpoint (how the run ended)."""
         from ddl.checkpoint import list_checkpoints, write_checkpoint
 
         comm = self.comm
@@ -278,6 +285,7 @@ class Trainer:
             "momentum": None if M_all is None else M_all.cpu(),
             "rng_cpu": rng_cpu.cpu(), "rng_cuda": None if rng_cuda is None else rng_cuda.cpu(),
             "loop": loop.cpu(), "elapsed": time.perf_counter() - t0, "files": files, "extra": extra,
+            "result": None if result is None else {"status": result.status, "diverged_step": result.diverged_step},
         }  # fmt: skip
         ck_dir = self.out / "checkpoints"
         try:
@@ -319,8 +327,7 @@ class Trainer:
         if status == "diverged":
             raise RunDirError(f"--resume: {out} diverged at step {summary.get('diverged_step')}; there is nothing "
                               "to continue (start a new run with another configuration)")
-        stop_same = all(getattr(ck_cfg, k) == getattr(cfg, k) for k in ("stop_loss", "stop_acc"))
-        if status and (step >= cfg.epochs * spe or (status == "converged" and stop_same)):
+        if status and (step >= cfg.epochs * spe or (status == "converged" and self._same_stop(ck))):
             raise RunDirError(f"--resume: {out} is finished ({status} after {summary.get('steps', step)} steps); "
                               "give a larger --epochs (or another stop rule) to continue it")
         if step > cfg.epochs * spe:
@@ -344,6 +351,10 @@ class Trainer:
         if comm.is_main:
             print(f"ddl: resuming {out} from {path.name} (step {step}, epoch {step / spe:g})", file=sys.stderr)
         return ck
+
+    def _same_stop(self, ck: dict) -> bool:
+        """Whether the loss stop rule is the one the checkpointed run had."""
+        return all(ck["config"][k] == getattr(self.cfg, k) for k in ("stop_loss", "stop_acc"))
 
     def _restore_loop(self, ck: dict) -> tuple[float, int, float, float, int]:
         """Set this worker's RNG and return its loop state (first non-finite step, learner, loss, loss sum,

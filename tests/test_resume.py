@@ -194,6 +194,16 @@ def test_resume_of_a_diverged_run_is_refused(tmp_path, capsys):
     assert not (s["diverged_loss"] == s["diverged_loss"] and abs(s["diverged_loss"]) < float("inf"))  # NaN or ±inf
     code, _, err = cli(capsys, "train", "--out", out, "--resume", "--epochs", "9")
     assert code == 2 and err.startswith(f"ddl: error: --resume: {out} diverged at step {s['diverged_step']}")
+    # killed after its final checkpoint, before the summary: resuming finishes it as it ended, training nothing
+    for name in ("summary.json", "checkpoints/averaged.pt", "checkpoints/learners.pt"):
+        (out / name).unlink()
+    lines = (out / "metrics.jsonl").read_text()
+    code, stdout, err = cli(capsys, "train", "--out", out, "--resume")
+    assert code == 0, err
+    again = json.loads((out / "summary.json").read_text())
+    assert {k: again[k] for k in ("status", "steps", "diverged_step", "diverged_learner")} == \
+        {k: s[k] for k in ("status", "steps", "diverged_step", "diverged_learner")}
+    assert (out / "metrics.jsonl").read_text() == lines and (out / "checkpoints" / "learners.pt").is_file()
 
 
 def _wait_for_checkpoint_after(out: Path, step: int, proc: subprocess.Popen, timeout: float = 240) -> None:
