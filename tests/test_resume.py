@@ -247,3 +247,27 @@ def test_kill_9_of_a_real_training_then_resume(tmp_path):
     assert reference.wait(timeout=600) == 0, reference.communicate()[1][-2000:]
     assert_same_run(ref, out)
     assert [m["epoch"] for m in records(out / "metrics.jsonl")] == list(range(1, 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda_is_bit_identical(tmp_path):
+    """On a GPU the dropout masks come from the CUDA generator: its state is checkpointed and restored too.
+    Synthetic data (no embedded data set needed on a GPU machine)."""
+    import dataclasses
+
+    from ddl.config import TrainConfig
+    from ddl.data import Dataset
+    from ddl.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(400, 1, 28, 28, generator=g), torch.randint(0, 10, (400,), generator=g)
+    data = Dataset("mnist5k", x[:300], y[:300], x[300:], y[300:], torch.ones(300, dtype=torch.bool), y[:300], 10)
+    cfg = TrainConfig(algo="dpsgd", learners=4, batch_size=5, lr=0.05, momentum=0.9, dropout=0.3, epochs=4,
+                      checkpoint_every=1, device="cuda", progress=False, out=str(tmp_path / "full"))
+    Trainer(cfg, data=data).run()
+    part = dataclasses.replace(cfg, out=str(tmp_path / "part"), epochs=2)
+    Trainer(part, data=data).run()
+    Trainer(dataclasses.replace(part, epochs=4, resume=True), data=data).run()
+    assert_same_run(tmp_path / "full", tmp_path / "part")
+    ck = read_checkpoint(list_checkpoints(tmp_path / "part" / "checkpoints")[0])
+    assert ck["rng_cuda"] is not None and ck["rng_cuda"].shape[0] == 1
