@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line ``ddl: error: …`` (exit 2), like every other bad input."""
 
     def error(self, message: str):
-        self.exit(2, f"ddl: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"ddl: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
