@@ -19,16 +19,28 @@ from ddl.flags import add_dataclass_flags, given
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < ``--config`` file < explicit flags."""
+    """Defaults < ``--config`` file < explicit flags; with ``--resume``, the run's saved configuration < the
+    ``--config`` file and flags, which may then change only stopping and execution settings."""
     values: dict = {}
     if getattr(args, "config", None):
-        values.update(read_config_file(args.config))
+        values.update({str(k).replace("-", "_"): v for k, v in read_config_file(args.config).items()})
     values.update(given(args, (f.name for f in dataclasses.fields(TrainConfig))))
+    if values.get("resume"):
+        from ddl.rundir import resume_config
+
+        return resume_config(values)
     return TrainConfig.from_dict(values).validate()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line ``ddl: error: …`` (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"ddl: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ddl",
         description="Simulate and run multi-learner training (SSGD vs DPSGD) and explain generalization with "
         "the activity-weight duality.",
@@ -40,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  ddl demo --out runs/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,demo}",
+                                parser_class=_Parser)
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
     add_dataclass_flags(tr, TrainConfig)
@@ -80,6 +93,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         msg = f"{res.status} after {res.steps} steps"
         if res.diverged_step is not None:
             msg = f"diverged at step {res.diverged_step}"
+            if res.diverged_learner is not None:
+                msg += f" (learner {res.diverged_learner}, minibatch loss {res.diverged_loss})"
         if f:
             msg += f": train loss {f['train_loss']:.4g}, test acc {f['test_acc']:.4f}"
         print(f"{msg}; run directory {res.out}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ EXPERIMENT_ROLES = MATH_ROLES | {"stopping"}  # runs equal in these are seeds of
 RESUMABLE_ROLES = frozenset({"stopping", "execution"})  # may change when a run is resumed
 
 __all__ = ["ALGOS", "ConfigError", "EXPERIMENT_ROLES", "MATH_ROLES", "RESUMABLE_ROLES", "ROLES", "TrainConfig",
-           "experiment_key", "fields_by_role", "read_config_file"]
+           "experiment_key", "fields_by_role", "read_config_file", "resume_conflict"]
 
 
 def _field(default, help: str, role: str, **kw):
@@ -117,23 +119,32 @@ class TrainConfig:
     out: str | None = _field(None, "run directory (default: runs/<algo>-n<learners>-b<batch>-s<seed>)", "execution")
     overwrite: bool = _field(False, "replace an existing run in --out", "execution")
     progress: bool = _field(True, "show a progress bar", "execution")
+    # ---- checkpoints and restarts (execution: they never change the trajectory)
+    checkpoint_every: int = _field(10, "write a resumable checkpoint every E epochs (0: only at the start and the "
+                                   "end; the last two are kept)", "execution")
+    resume: bool = _field(False, "continue the run in --out from its last valid checkpoint with its saved "
+                          "configuration (only stopping and execution flags may change)", "execution")
+    ray_max_restarts: int = _field(2, "ray: restart the actors up to N times after one dies, resuming from the "
+                                   "last checkpoint (torchrun: use torchrun's own --max-restarts)", "execution")
 
     def validate(self) -> TrainConfig:
+        """Check every field's type, finiteness and range; the first problem is one :class:`ConfigError` line
+        naming the flag."""
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
+            setattr(self, f.name, _checked_type(f.name, getattr(self, f.name), hints[f.name]))
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(
-                    f"--{f.name.replace('_', '-')}: {getattr(self, f.name)!r} is not one of {', '.join(choices)}"
+                    f"{_flag(f.name)}: {getattr(self, f.name)!r} is not one of {', '.join(choices)}"
                 )
-        for name in ("learners", "batch_size", "epochs", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be ≥ 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr: must be > 0, got {self.lr}")
+        for name, (lo, lo_open, hi, hi_open) in _RANGES.items():
+            v = getattr(self, name, None)
+            for x in (v if isinstance(v, list) else [v]):
+                if x is not None:
+                    _check_range(name, x, lo, lo_open, hi, hi_open)
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"--momentum: must be in [0, 1), got {self.momentum}")
         return self
 
     @property
@@ -146,11 +157,113 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {k.replace("-", "_"): v for k, v in d.items()}
+        d = {str(k).replace("-", "_"): v for k, v in d.items()}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"--config: unknown keys {', '.join(unknown)}")
+            raise ConfigError(f"--config: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
         return cls(**d)
+
+
+# allowed ranges of the numeric fields: name -> (low, low excluded, high, high excluded); None = unbounded.
+# Lists are checked element by element; None values (optional fields left unset) are not checked.
+_RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
+    "learners": (1, False, None, False),
+    "batch_size": (1, False, None, False),
+    "lr": (0, True, None, False),
+    "momentum": (0, False, 1, True),
+    "weight_decay": (0, False, None, False),
+    "wd_stop_epoch": (0, False, None, False),
+    "lr_milestones": (0, False, None, False),
+    "lr_gamma": (0, True, None, False),
+    "warmup_epochs": (0, False, None, False),
+    "epochs": (1, False, None, False),
+    "stop_loss": (0, False, None, False),
+    "stop_acc": (0, False, 1, False),
+    "eval_every": (1, False, None, False),
+    "eval_samples": (1, False, None, False),
+    "measure_noise": (0, False, None, False),
+    "noise_samples": (1, False, None, False),
+    "noise_top_k": (1, False, None, False),
+    "hidden": (1, False, None, False),
+    "dropout": (0, False, 1, True),
+    "init_scale": (0, True, None, False),
+    "train_per_class": (1, False, None, False),
+    "test_per_class": (1, False, None, False),
+    "label_noise": (0, False, 1, True),
+    "seed": (0, False, None, False),
+    "workers": (1, False, None, False),
+    "checkpoint_every": (0, False, None, False),
+    "ray_max_restarts": (0, False, None, False),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _type_name(t) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, str(t))
+
+
+_PLURAL = {int: "integers", float: "numbers", str: "strings"}
+
+
+def _checked_type(name: str, v: Any, hint) -> Any:
+    """``v`` as the field's type (an int where a float is expected becomes a float), or a one-line ConfigError.
+
+    Config files (JSON, YAML, TOML) and the Python API can pass anything; the CLI's flags are typed already.
+    """
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if v is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{_flag(name)}: expected a list of {_PLURAL.get(item, item)}, got {v!r}")
+        return [_checked_type(name, x, item) for x in v]
+    if hint is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{_flag(name)}: expected a number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ConfigError(f"{_flag(name)}: must be a finite number, got {v}")
+        return v
+    if hint is int:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{_flag(name)}: expected an integer, got {v!r}")
+        return v
+    if hint in (str, bool) and not isinstance(v, hint):
+        raise ConfigError(f"{_flag(name)}: expected {_type_name(hint)}, got {v!r}")
+    return v
+
+
+def _check_range(name: str, v: float, lo, lo_open: bool, hi, hi_open: bool) -> None:
+    bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
+    bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
+    if not (bad_lo or bad_hi):
+        return
+    if lo is not None and hi is not None:
+        rng = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:
+        rng = f"{'>' if lo_open else '≥'} {lo}"
+    else:
+        rng = f"{'<' if hi_open else '≤'} {hi}"
+    raise ConfigError(f"{_flag(name)}: must be {rng}, got {v}")
+
+
+def resume_conflict(saved: TrainConfig, cfg: TrainConfig) -> str | None:
+    """The first field outside ``RESUMABLE_ROLES`` in which ``cfg`` differs from the run's ``saved`` config, as
+    one line naming its flag, or None."""
+    for name in fields_by_role(*(r for r in ROLES if r not in RESUMABLE_ROLES)):
+        a, b = getattr(saved, name), getattr(cfg, name)
+        if a != b:
+            return (f"--{name.replace('_', '-')}: cannot change when resuming (the run has {a!r}, given {b!r}); "
+                    f"only {' and '.join(sorted(RESUMABLE_ROLES))} flags may change")
+    return None
 
 
 def fields_by_role(*roles: str) -> tuple[str, ...]:
@@ -172,17 +285,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--config: no such file {p}")
-    text = p.read_text()
-    if p.suffix in (".yaml", ".yml"):
-        import yaml
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config: cannot read {p} ({type(e).__name__})") from None
+    import tomllib
+    import yaml
 
-        data = yaml.safe_load(text) or {}
-    elif p.suffix == ".toml":
-        import tomllib
-
-        data = tomllib.loads(text)
-    else:
-        data = json.loads(text)
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"--config: {p} is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {why}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config: {p} must hold a mapping of flag names to values")
     return data

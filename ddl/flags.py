@@ -25,8 +25,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{help_} (default: {default})"}
         hint = hints[f.name]
-        base = [a for a in typing.get_args(hint) if a is not type(None)]
-        typ = base[0] if base else hint
+        args = typing.get_args(hint)  # only an Optional is unwrapped: list[int] stays a list
+        typ = next(a for a in args if a is not type(None)) if type(None) in args else hint
         if typ is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(typ) is list:

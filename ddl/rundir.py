@@ -29,11 +29,11 @@ from typing import Any
 import torch
 
 from analysis.io import atomic_write, plain, read_jsonl
-from ddl.config import TrainConfig
+from ddl.config import TrainConfig, resume_conflict
 from ddl.errors import ConfigError, RunDirError
 
-__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "save_torch",
-           "write_json"]
+__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "resume_config",
+           "save_torch", "write_json"]
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -65,6 +65,27 @@ def read_config(path: str | Path) -> TrainConfig:
         return TrainConfig.from_dict({k: v for k, v in raw.items() if k not in ("ddl_version", "world", "mixing")})
     except (ConfigError, TypeError) as e:
         raise RunDirError(f"RUN_DIR: {p}: {e}") from None
+
+
+def resume_config(given: dict[str, Any]) -> TrainConfig:
+    """The configuration of ``ddl train --out DIR --resume``: the run's saved config, with the ``given`` flag
+    values (explicit flags and ``--config`` keys) applied where their role allows a change on resume.
+
+    A given value for any other field must equal the saved one; otherwise one :class:`ConfigError` line names
+    its flag.  Nothing is written.
+    """
+    out = given.get("out")
+    if not out:
+        raise ConfigError("--resume: needs --out DIR, the run directory to continue")
+    p = Path(out) / "config.json"
+    if not p.is_file():
+        raise RunDirError(f"--resume: {out} holds no run to resume (no config.json); start it without --resume")
+    saved = read_config(p)
+    cfg = TrainConfig.from_dict({**saved.to_dict(), **given, "resume": True}).validate()
+    why = resume_conflict(saved, cfg)
+    if why:
+        raise ConfigError(why)
+    return cfg
 
 
 @dataclass
@@ -124,14 +145,22 @@ class Run:
 
 
 def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
-    """The run in directory ``path``; without ``require_checkpoint``, also one that has not written its
-    checkpoint yet (its metrics and summary are still worth reading)."""
+    """The run in directory ``path``, checked: its config, its summary and the checksums of its resumable
+    checkpoints (:class:`RunDirError`, one line, when any is corrupt).  Without ``require_checkpoint``, also one
+    that has not written its final averaged model yet (its metrics and summary are still worth reading)."""
+    from ddl.checkpoint import CorruptCheckpoint, list_checkpoints, verify_checkpoint
+
     p = Path(path)
     if not (p / "config.json").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no config.json (not a ddl run directory)")
     if require_checkpoint and not (p / "checkpoints" / "averaged.pt").is_file():
         raise RunDirError(f"RUN_DIR: {p} has no checkpoints/averaged.pt (run unfinished?)")
     cfg = read_config(p / "config.json")
+    for ck in list_checkpoints(p / "checkpoints"):
+        try:
+            verify_checkpoint(ck)
+        except CorruptCheckpoint as e:
+            raise RunDirError(f"RUN_DIR: {e}") from None
     summary = {}
     if (p / "summary.json").exists():
         try:

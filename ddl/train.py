@@ -4,11 +4,17 @@ Per step: each of this worker's learners draws its minibatch from the shared str
 them (talking to other workers only through the :class:`~ddl.comm.Collective`).  Every ``eval_every``
 epochs the averaged model w̄ is evaluated on the train and test sets and the consensus distance
 mean_a ‖w_a − w̄‖² is logged.  Only the main worker writes the run directory.
+
+Every ``checkpoint_every`` epochs, at step 0 and at the end, the complete state is checkpointed
+(:mod:`ddl.checkpoint`); with ``cfg.resume`` the trainer continues from the newest valid checkpoint, and the
+continued trajectory is bit-identical to an uninterrupted one on the same backend, layout and device.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +25,13 @@ from tqdm.auto import tqdm
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
 from ddl.comm import Collective, SimCollective
-from ddl.config import TrainConfig
+from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset
-from ddl.errors import ConfigError
+from ddl.errors import ConfigError, DDLError, RunDirError
 from ddl.flat import FlatSpec
 from ddl.learners import LearnerGradients, evaluate
 from ddl.models import build_model
-from ddl.rundir import append_jsonl, save_torch, write_json
+from ddl.rundir import append_jsonl, read_config, read_jsonl, save_torch, write_json
 from ddl.schedule import learning_rate, weight_decay
 from ddl.stream import MinibatchStream
 from ddl.topology import make_topology
@@ -38,6 +44,8 @@ class TrainResult:
     final: dict = field(default_factory=dict)
     out: Path | None = None
     diverged_step: int | None = None
+    diverged_learner: int | None = None  # the learner whose minibatch loss was first non-finite
+    diverged_loss: float | None = None  # that loss (NaN or ±inf); None when only the averaged model diverged
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +58,10 @@ def resolve_device(name: str) -> torch.device:
 
 def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.algo}-n{cfg.learners}-b{cfg.batch_size}-s{cfg.seed}"
+
+
+# per worker, between evaluations: first non-finite step (−1: none), its learner, its loss, loss sum, loss count
+_LOOP_SLOTS = 5
 
 
 class Trainer:
@@ -103,6 +115,7 @@ class Trainer:
                 d.y_train[pick].to(self.device), top_k=cfg.noise_top_k, seed=cfg.seed,
                 steps_per_epoch=self.stream.steps_per_epoch,
             )
+        self._resumed: dict | None = self._load_checkpoint() if cfg.resume else None
 
     # ---- averaged model and evaluation -------------------------------------------------------------
     def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -156,16 +169,28 @@ class Trainer:
         steps_per_epoch = self.stream.steps_per_epoch
         total = cfg.epochs * steps_per_epoch
         main = comm.is_main
-        torch.manual_seed(cfg.seed * 1000 + comm.rank)  # dropout draws (reproducible per backend layout)
-        if main:
-            self._prepare_out()
-        bar = tqdm(total=total, disable=not (main and cfg.progress), desc=f"{cfg.algo} n={cfg.learners}",
-                   unit="step", dynamic_ncols=True)
-        t0 = time.perf_counter()
-        status, first_bad, last = "max_epochs", math.inf, {}
+        ck = self._resumed
         loss_acc = torch.zeros((), dtype=torch.float64)
-        n_acc = 0
+        if ck is None:
+            torch.manual_seed(cfg.seed * 1000 + comm.rank)  # dropout draws (reproducible per backend layout)
+            if main:
+                self._prepare_out()
+            first_bad, bad_learner, bad_loss, n_acc, elapsed, last = math.inf, -1, math.nan, 0, 0.0, {}
+        else:
+            first_bad, bad_learner, bad_loss, loss_sum, n_acc = self._restore_loop(ck)
+            loss_acc += loss_sum
+            elapsed, last = float(ck["elapsed"]), (self._reopen_out(ck) if main else {})
+        t0 = time.perf_counter() - elapsed
+        status = "max_epochs"
         step = self.state.step
+        bar = tqdm(total=total, initial=step, disable=not (main and cfg.progress),
+                   desc=f"{cfg.algo} n={cfg.learners}", unit="step", dynamic_ncols=True)
+        if ck is None:
+            self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0)
+        ended = ck.get("result") if ck is not None else None
+        if ended and (ended["status"] == "diverged" or (ended["status"] == "converged" and self._same_stop(ck))):
+            # killed after the final checkpoint of a run its stop rule had ended, before summary.json: finish it
+            status, total = ended["status"], step
         while step < total:
             lr = learning_rate(cfg, step, steps_per_epoch)
             xs, ys = self.batch(step)
@@ -179,17 +204,24 @@ class Trainer:
             step = self.state.step
             if first_bad == math.inf and not bool(torch.isfinite(losses).all()):
                 first_bad = step - 1
+                i = int(torch.nonzero(~torch.isfinite(losses.detach()))[0, 0])
+                bad_learner, bad_loss = comm.learners[i], float(losses[i])
             loss_acc += losses.detach().double().sum().cpu()
             n_acc += losses.numel()
             bar.update(1)
             if step % (cfg.eval_every * steps_per_epoch) == 0 or step == total:
-                # every worker's first non-finite step, in its own slot, gathered with the one reduction we have
-                slots = torch.zeros(comm.world + 1, dtype=torch.float64, device=losses.device)
-                slots[comm.rank] = first_bad if math.isfinite(first_bad) else -1.0
+                # every worker's first non-finite step, learner and loss in its own slots, gathered with the one
+                # reduction we have (each slot is written by one worker, so a NaN loss stays in its slot)
+                slots = torch.zeros(3 * comm.world + 1, dtype=torch.float64, device=losses.device)
+                if math.isfinite(first_bad):
+                    slots[3 * comm.rank : 3 * comm.rank + 3] = torch.tensor([first_bad, bad_learner, bad_loss])
+                else:
+                    slots[3 * comm.rank] = -1.0
                 slots[-1] = loss_acc.item()
                 slots = comm.allreduce_sum(slots)
-                seen = [v for v in slots[:-1].tolist() if v >= 0]
-                first_bad = min(seen) if seen else math.inf
+                seen = [tuple(slots[3 * r : 3 * r + 3].tolist()) for r in range(comm.world) if slots[3 * r] >= 0]
+                first_bad, bad_learner, bad_loss = min(seen, key=lambda s: (s[0], s[1])) if seen else \
+                    (math.inf, -1, math.nan)
                 mb = float(slots[-1]) / (n_acc * comm.world)
                 loss_acc.zero_()
                 n_acc = 0
@@ -210,28 +242,194 @@ class Trainer:
                         stop += 1
                 if float(comm.broadcast(stop, 0)[0]) > 0:
                     break
+            if cfg.checkpoint_every and step % (cfg.checkpoint_every * steps_per_epoch) == 0 and step < total:
+                self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0)
         bar.close()
-        diverged_step = None
+        result = TrainResult(status, step, last, self.out)
         if status == "diverged":
-            diverged_step = int(first_bad) if math.isfinite(first_bad) else step
-        result = TrainResult(status, step, last, self.out, diverged_step)
+            result.diverged_step = int(first_bad) if math.isfinite(first_bad) else step
+            if math.isfinite(first_bad):
+                result.diverged_learner, result.diverged_loss = int(bad_learner), float(bad_loss)
+            elif ended:
+                result.diverged_step = ended["diverged_step"]
+        self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0, result)
         self._finish(result, time.perf_counter() - t0)
         return result
+
+    # ---- checkpoints and resume --------------------------------------------------------------------
+    def _checkpoint(self, first_bad: float, bad_learner: int, bad_loss: float, loss_acc: torch.Tensor, n_acc: int,
+                    t0: float, result: TrainResult | None = None) -> None:
+        """Write the complete state at the current step (every worker calls this; the main worker writes);
+        ``result`` for the final checkpoint (how the run ended)."""
+        from ddl.checkpoint import list_checkpoints, write_checkpoint
+
+        comm = self.comm
+        W_all = comm.gather_rows(self.state.W)
+        B_all = {k: comm.gather_rows(v) for k, v in self.state.buffers.items()}
+        M_all = comm.gather_rows(self.state.momentum) if self.state.momentum is not None else None
+        rng_cpu = comm.gather_rows(torch.get_rng_state().unsqueeze(0))
+        rng_cuda = None
+        if self.device.type == "cuda":
+            rng_cuda = comm.gather_rows(torch.cuda.get_rng_state(self.device).unsqueeze(0))
+        loop = torch.tensor([[first_bad if math.isfinite(first_bad) else -1.0, bad_learner, bad_loss,
+                              float(loss_acc), n_acc]], dtype=torch.float64)
+        loop = comm.gather_rows(loop)
+        if not comm.is_main:
+            return
+        files = {name: (self.out / name).stat().st_size if (self.out / name).exists() else 0
+                 for name in ("metrics.jsonl", "noise.jsonl")}
+        extra = {}
+        if self.noise is not None and getattr(self.noise, "_v0", None) is not None:
+            extra["noise_v0"] = self.noise._v0.detach().cpu()
+        state = {
+            "format": 1, "step": self.state.step, "config": self.cfg.to_dict(), "world": comm.world,
+            "weights": W_all.cpu(), "buffers": {k: v.cpu() for k, v in B_all.items()},
+            "momentum": None if M_all is None else M_all.cpu(),
+            "rng_cpu": rng_cpu.cpu(), "rng_cuda": None if rng_cuda is None else rng_cuda.cpu(),
+            "loop": loop.cpu(), "elapsed": time.perf_counter() - t0, "files": files, "extra": extra,
+            "result": None if result is None else {"status": result.status, "diverged_step": result.diverged_step},
+        }  # fmt: skip
+        ck_dir = self.out / "checkpoints"
+        try:
+            write_checkpoint(ck_dir, self.state.step, state)
+        except OSError as e:
+            prev = list_checkpoints(ck_dir)
+            kept = (f"the previous checkpoint {prev[0]} is intact: free space, then continue with "
+                    f"`ddl train --out {self.out} --resume`") if prev else "no earlier checkpoint exists"
+            raise DDLError(f"--out: cannot write a checkpoint to {ck_dir} ({e.strerror or e}); {kept}") from None
+
+    def _load_checkpoint(self) -> dict:
+        """The newest valid checkpoint of the run in ``--out``, checked against this configuration; this
+        worker's learners' rows are loaded into ``self.state``.  Nothing is written."""
+        from ddl.checkpoint import load_latest
+
+        cfg, comm, out = self.cfg, self.comm, self.out
+        if not (out / "config.json").is_file():
+            raise RunDirError(f"--resume: {out} holds no run to resume (no config.json); start it without --resume")
+        why = resume_conflict(read_config(out / "config.json"), cfg)
+        if why:
+            raise ConfigError(why)
+        path, ck = load_latest(out / "checkpoints", verbose=comm.is_main)
+        try:
+            ck_cfg = TrainConfig.from_dict(ck["config"])
+        except (ConfigError, TypeError):
+            ck_cfg = None
+        if ck_cfg is None or resume_conflict(ck_cfg, cfg):
+            raise RunDirError(f"--resume: {path} was written by another configuration than {out}/config.json")
+        step, spe = int(ck["step"]), self.stream.steps_per_epoch  # spe: steps per epoch
+        summary = {}
+        if (out / "summary.json").is_file():
+            import json
+
+            try:
+                summary = json.loads((out / "summary.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                raise RunDirError(f"--resume: {out / 'summary.json'} is corrupt") from None
+        status = summary.get("status")
+        if status == "diverged":
+            raise RunDirError(f"--resume: {out} diverged at step {summary.get('diverged_step')}; there is nothing "
+                              "to continue (start a new run with another configuration)")
+        if status and (step >= cfg.epochs * spe or (status == "converged" and self._same_stop(ck))):
+            raise RunDirError(f"--resume: {out} is finished ({status} after {summary.get('steps', step)} steps); "
+                              "give a larger --epochs (or another stop rule) to continue it")
+        if step > cfg.epochs * spe:
+            raise ConfigError(f"--epochs: {cfg.epochs} epochs end at step {cfg.epochs * spe}, before the "
+                              f"checkpoint at step {step} in {out}")
+        P = self.state.W.shape[1]
+        if tuple(ck["weights"].shape) != (cfg.learners, P):
+            raise RunDirError(f"--resume: {path} holds weights of shape {tuple(ck['weights'].shape)}, "
+                              f"the model needs ({cfg.learners}, {P})")
+        if int(ck["world"]) != comm.world and cfg.dropout > 0 and comm.is_main:
+            print(f"ddl: warning: resuming on {comm.world} workers a run checkpointed on {ck['world']}: dropout "
+                  "draws will differ from an uninterrupted run", file=sys.stderr)
+        lo, hi = comm.rank * comm.m, (comm.rank + 1) * comm.m
+        self.state.W = ck["weights"][lo:hi].to(self.device, self.dtype).contiguous()
+        self.state.buffers = {k: v[lo:hi].to(self.device).contiguous() for k, v in ck["buffers"].items()}
+        if ck["momentum"] is not None:
+            self.state.momentum = ck["momentum"][lo:hi].to(self.device, self.dtype).contiguous()
+        self.state.step = step
+        if self.noise is not None and "noise_v0" in ck["extra"]:
+            self.noise._v0 = ck["extra"]["noise_v0"].to(self.device)
+        if comm.is_main:
+            print(f"ddl: resuming {out} from {path.name} (step {step}, epoch {step / spe:g})", file=sys.stderr)
+        return ck
+
+    def _same_stop(self, ck: dict) -> bool:
+        """Whether the loss stop rule is the one the checkpointed run had."""
+        return all(ck["config"][k] == getattr(self.cfg, k) for k in ("stop_loss", "stop_acc"))
+
+    def _restore_loop(self, ck: dict) -> tuple[float, int, float, float, int]:
+        """Set this worker's RNG and return its loop state (first non-finite step, learner, loss, loss sum,
+        loss count) from checkpoint ``ck``."""
+        comm, loop, K = self.comm, ck["loop"], int(ck["world"])
+        if K == comm.world:
+            # a private copy: torch's set_rng_state reads a row view of the stacked states wrongly (segfault)
+            torch.set_rng_state(ck["rng_cpu"][comm.rank].clone())
+            if self.device.type == "cuda" and ck["rng_cuda"] is not None:
+                torch.cuda.set_rng_state(ck["rng_cuda"][comm.rank].clone(), self.device)
+            bad, learner, loss, loss_sum, n = loop[comm.rank].tolist()
+            return (bad if bad >= 0 else math.inf), int(learner), loss, loss_sum, int(n)
+        # another worker layout: the random streams cannot be split per worker (documented in guarantees.md);
+        # the loss log's running sum is spread evenly, the first non-finite step is kept
+        from ddl.stream import _mix
+
+        torch.manual_seed(_mix(self.cfg.seed, ck["step"], comm.rank))
+        seen = [row for row in loop.tolist() if row[0] >= 0]
+        bad, learner, loss = min(seen, key=lambda s: (s[0], s[1]))[:3] if seen else (math.inf, -1, math.nan)
+        total_sum, total_n = float(loop[:, 3].sum()), int(loop[:, 4].sum())
+        return bad, int(learner), loss, total_sum / comm.world, total_n // comm.world
+
+    def _reopen_out(self, ck: dict) -> dict:
+        """Cut the logs back to the checkpoint (no line lost or repeated), drop the finished run's outputs and
+        record the (possibly changed) configuration; the last metrics record so far."""
+        out = self.out
+        for name, size in ck["files"].items():
+            p = out / name
+            have = p.stat().st_size if p.exists() else 0
+            if have < size:
+                raise RunDirError(f"--resume: {p} has {have} bytes, fewer than the {size} it had at the checkpoint")
+            if have > size:
+                with open(p, "r+b") as f:
+                    f.truncate(size)
+        for stale in ("summary.json", "checkpoints/averaged.pt", "checkpoints/learners.pt"):
+            (out / stale).unlink(missing_ok=True)
+        self._write_config()
+        try:
+            records = read_jsonl(out / "metrics.jsonl")
+        except ValueError as e:
+            raise RunDirError(f"--resume: {e}") from None
+        return records[-1] if records else {}
 
     # ---- files -------------------------------------------------------------------------------------
     def _prepare_out(self) -> None:
         out = self.out
         if (out / "config.json").exists() and not self.cfg.overwrite:
             raise ConfigError(f"--out: {out} already holds a run (pass --overwrite to replace it)")
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in ("metrics.jsonl", "noise.jsonl", "summary.json"):
-            (out / stale).unlink(missing_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"--out: cannot write the run directory {out} ({e.strerror or type(e).__name__})") \
+                from None
+        for stale in ("metrics.jsonl", "noise.jsonl", "summary.json", "checkpoints"):
+            p = out / stale
+            if p.is_dir():
+                for f in p.iterdir():  # an overwritten run's checkpoints must not be resumed into this one
+                    f.unlink()
+            else:
+                p.unlink(missing_ok=True)
+        self._write_config()
+
+    def _write_config(self) -> None:
         cfg = self.cfg.to_dict()
-        cfg["out"] = str(out)
-        write_json(out / "config.json", {**cfg, "ddl_version": __version__,
-                                         "world": {"backend": self.cfg.backend, "workers": self.comm.world,
-                                                   "device": str(self.device)},
-                                         "mixing": self._mixing_info()})
+        cfg["out"] = str(self.out)
+        world = {"backend": self.cfg.backend, "workers": self.comm.world, "device": str(self.device)}
+        if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted torchrun worker recognise its own run
+            world["launch_id"] = os.environ["TORCHELASTIC_RUN_ID"]
+        write_json(self.out / "config.json", {**cfg, "ddl_version": __version__, "world": world,
+                                              "mixing": self._mixing_info()})
 
     def _mixing_info(self) -> dict | None:
         """The DPSGD graph as run (grid, period, degree, spectral gap); None for SSGD."""
@@ -254,7 +452,8 @@ class Trainer:
         })
         summary = {
             "status": result.status, "steps": result.steps, "epochs": result.steps / self.stream.steps_per_epoch,
-            "diverged_step": result.diverged_step, "wall_time_s": wall, "final": result.final,
+            "diverged_step": result.diverged_step, "diverged_learner": result.diverged_learner,
+            "diverged_loss": result.diverged_loss, "wall_time_s": wall, "final": result.final,
             "steps_per_epoch": self.stream.steps_per_epoch,
             "spectral_gap": self.topology.spectral_gap if self.topology is not None else None,
         }

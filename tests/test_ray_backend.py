@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 import socket
 import subprocess
@@ -97,3 +98,28 @@ def test_unreachable_address_is_one_clear_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith(f"ddl: error: --address: no Ray cluster reachable at 127.0.0.1:{port}")
     assert r.stderr.count("\n") == 1
+
+
+def test_divergence_is_a_result_on_ray(pool, tmp_path):
+    """A diverging run ends as a result on the actors too: same step, learner and status as the simulator."""
+    kw = {**TINY, "lr": 1e4, "init_scale": 5.0, "epochs": 3}
+    cfg = TrainConfig(algo="dpsgd", learners=4, out=str(tmp_path / "ray"), backend="ray", **kw)
+    res = pool.train(cfg)
+    ref = train(dataclasses.replace(cfg, backend="sim", out=str(tmp_path / "sim")))
+    assert res.status == ref.status == "diverged"
+    assert (res.diverged_step, res.diverged_learner) == (ref.diverged_step, ref.diverged_learner)
+    assert res.diverged_step < res.steps and not math.isfinite(res.diverged_loss)
+    summary = json.loads((res.out / "summary.json").read_text())
+    assert summary["diverged_learner"] == ref.diverged_learner
+
+
+def test_resume_on_actors_a_run_checkpointed_by_the_simulator(pool, tmp_path):
+    """Without dropout a run may move between backends and worker counts on resume (1 worker → 4 actors)."""
+    cfg = TrainConfig(algo="dpsgd", learners=4, out=str(tmp_path / "moved"), **{**TINY, "epochs": 1})
+    train(cfg)
+    res = pool.train(dataclasses.replace(cfg, backend="ray", resume=True, epochs=2))
+    assert res.status == "max_epochs" and res.steps == 20
+    w = torch.load(res.out / "checkpoints" / "learners.pt")["weights"]
+    ref = sim_weights(dataclasses.replace(cfg, epochs=2), tmp_path)
+    assert (w - ref).abs().max() <= 1e-6
+    assert [json.loads(x)["epoch"] for x in (res.out / "metrics.jsonl").read_text().splitlines()] == [1.0, 2.0]

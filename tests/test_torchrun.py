@@ -51,10 +51,12 @@ def test_torchrun_reproduces_simulator(tmp_path, algo, ranks, learners):
     if algo == "dpsgd":
         assert (w - w.mean(0)).abs().max() > 1e-5  # learners really differ: the exchange moved distinct rows
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["world"] == {"backend": "torchrun", "workers": ranks, "device": "cpu"}
+    world = {k: v for k, v in cfg["world"].items() if k != "launch_id"}  # launch_id: torchrun's run id
+    assert world == {"backend": "torchrun", "workers": ranks, "device": "cpu"} and cfg["world"]["launch_id"]
     # rank 0 alone wrote complete files: no temporaries or duplicates left behind
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
-    assert names == ["checkpoints", "checkpoints/averaged.pt", "checkpoints/learners.pt", "config.json",
+    assert names == ["checkpoints", "checkpoints/averaged.pt", "checkpoints/learners.pt",
+                     "checkpoints/state-000000000.pt", "checkpoints/state-000000010.pt", "config.json",
                      "metrics.jsonl", "summary.json"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -198,5 +199,14 @@ def setup_torchrun(n: int, dist_backend: str = "auto", device: str = "auto",
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         kw = {"device_id": dev} if backend == "nccl" else {}
+        attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+        if attempt > 0:
+            # workers restarted by torchrun meet in the agent's store, which still holds the previous attempt's
+            # keys (the dead workers' addresses): a prefix per attempt keeps them from being read
+            from torch.distributed.rendezvous import _create_c10d_store
+
+            base = _create_c10d_store(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), rank, world,
+                                      timedelta(minutes=10))
+            kw["store"] = dist.PrefixStore(f"ddl/attempt_{attempt}", base)
         dist.init_process_group(backend=backend, rank=rank, world_size=world, **kw)
     return TorchDistCollective(n), dev

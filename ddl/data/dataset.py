@@ -52,6 +52,12 @@ INPUT_SHAPES = {"mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (
 DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
 
+def _check_per_class(flag: str, what: str, y: torch.Tensor, per_class: int, name: str) -> None:
+    avail = int(torch.bincount(y, minlength=10).min())
+    if per_class > avail:
+        raise DataError(f"{flag}: {per_class} {what} samples per class exceed the {avail} per class that {name} has")
+
+
 def load_dataset(
     name: str = "mnist5k",
     data_dir: str | Path | None = None,
@@ -74,6 +80,7 @@ def load_dataset(
         x, y = sources.mnist5k()
         test_per_class = 100 if test_per_class is None else test_per_class
         train_per_class = 400 if train_per_class is None else train_per_class
+        _check_per_class("--test-per-class", "test", y, test_per_class, name)
         # The embedded file has no official split: a seeded per-class split that does not depend on `seed`
         # (the test set must be the same for every run that is compared).
         x_te, y_te, x_tr, y_tr = per_class_subset(x, y, test_per_class, seed=12345, return_rest=True)
@@ -86,6 +93,7 @@ def load_dataset(
         except (OSError, ValueError) as e:  # missing, unreadable or wrong-format files
             raise DataError(f"--data-dir: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         if test_per_class is not None:
+            _check_per_class("--test-per-class", "test", y_te, test_per_class, name)
             x_te, y_te = per_class_subset(x_te, y_te, test_per_class, seed=12345)
     num_classes = 10
     n_clean = train_per_class

@@ -7,6 +7,7 @@ channel with the usual training-set statistics.  Nothing is ever downloaded.
 from __future__ import annotations
 
 import gzip
+import pickle
 from importlib import resources
 from pathlib import Path
 
@@ -33,13 +34,18 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST on-disk format), gzip-compressed or not."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if raw[0] != 0 or raw[1] != 0:
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, gzip.BadGzipFile) as e:  # a cut-short or non-gzip .gz file
+        raise ValueError(f"{path} is not an IDX file ({type(e).__name__})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file")
-    dtype, ndim = raw[2], raw[3]
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=_IDX_DTYPES[dtype], offset=4 + 4 * ndim).reshape(dims)
+    if len(raw) < 4 + 4 * ndim or len(raw) != 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize:
+        raise ValueError(f"{path} is not an IDX file (its size does not match its header: truncated?)")
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
 
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -94,6 +100,10 @@ def _cifar10(directory: Path):
         te = _LocalCIFAR10(str(directory), train=False, download=False)
     except RuntimeError as e:
         raise FileNotFoundError(f"cifar10 in {directory}: {e}") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        # torchvision unpickles the batches as they are: anything else in their place fails somewhere inside
+        raise ValueError(f"cifar10 in {directory} is unreadable: not CIFAR-10 python batches ({type(e).__name__})") \
+            from None
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
 

@@ -13,8 +13,12 @@ silently: torchrun stops all ranks when the first one fails, and rank 0 must be 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
+import sys
 import time
+from pathlib import Path
 
 from ddl.config import TrainConfig
 from ddl.errors import ConfigError, DDLError
@@ -46,6 +50,35 @@ def _out_taken(trainer) -> bool:
     return (trainer.out / "config.json").exists() and not trainer.cfg.overwrite
 
 
+def restart_config(cfg: TrainConfig) -> TrainConfig:
+    """The configuration of a torchrun worker restarted by its agent (``--max-restarts``).
+
+    torchrun restarts every worker with the same command when one fails.  A restarted worker
+    (``TORCHELASTIC_RESTART_COUNT`` > 0) whose ``--out`` was written by this same launch (its ``config.json``
+    records ``TORCHELASTIC_RUN_ID``) resumes it from the last checkpoint, or starts it again if none was written
+    yet.  Any other directory is left to the usual checks.
+    """
+    if cfg.resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) == 0:
+        return cfg
+    from ddl.checkpoint import list_checkpoints
+    from ddl.train import default_out
+
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
+    launch = os.environ.get("TORCHELASTIC_RUN_ID")
+    try:
+        world = json.loads((out / "config.json").read_text()).get("world", {})
+    except (OSError, ValueError, AttributeError):
+        return cfg
+    if not launch or not isinstance(world, dict) or world.get("launch_id") != launch:
+        return cfg
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"ddl: torchrun restart {os.environ['TORCHELASTIC_RESTART_COUNT']}: continuing {out} from its last "
+              "checkpoint", file=sys.stderr, flush=True)
+    if list_checkpoints(out / "checkpoints"):
+        return dataclasses.replace(cfg, resume=True)
+    return dataclasses.replace(cfg, overwrite=True)
+
+
 def _train_torchrun(cfg: TrainConfig):
     import torch
 
@@ -53,6 +86,7 @@ def _train_torchrun(cfg: TrainConfig):
     from ddl.train import Trainer
 
     rank = int(os.environ.get("RANK", 0))
+    cfg = restart_config(cfg)
     try:
         comm, device = setup_torchrun(cfg.learners, cfg.dist_backend, cfg.device, cfg.workers)
     except _SAME_ON_EVERY_RANK:
@@ -63,7 +97,7 @@ def _train_torchrun(cfg: TrainConfig):
         try:
             trainer = Trainer(cfg, comm=comm, device=device)
             # only rank 0 sees (and writes) the run directory: it decides, every rank learns the verdict
-            taken = torch.tensor([float(comm.is_main and _out_taken(trainer))])
+            taken = torch.tensor([float(comm.is_main and not cfg.resume and _out_taken(trainer))])
             if comm.broadcast(taken, 0)[0] > 0:
                 raise ConfigError(f"--out: {trainer.out} already holds a run (pass --overwrite to replace it)")
         except _SAME_ON_EVERY_RANK:

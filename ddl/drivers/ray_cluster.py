@@ -24,6 +24,11 @@ message is a Ray task submission (an RPC to the peer's worker), and an all-reduc
 per step, while torch.distributed moves each tensor once per collective.  ``objects`` remains for clusters
 whose nodes cannot open ports to each other.
 
+Faults: when an actor dies (its process killed, its node lost) the driver kills the others, starts K fresh actors
+and resumes the run from its last checkpoint (:mod:`ddl.checkpoint`), at most ``--ray-max-restarts`` times; then
+it gives up with one line.  Ray's own actor restarts are not used: a restarted actor would rejoin a training loop
+whose peers are blocked in a collective with the dead one, so the whole group is restarted instead.
+
 Local cluster by default (``ray.init`` sized for this machine); ``--address`` joins an existing one.  Rank 0's
 actor writes the run directory at the driver's absolute path, so on a multi-node cluster that path must be
 on a filesystem shared by all nodes (or rank 0 must land on the driver's node).
@@ -35,6 +40,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -50,11 +56,16 @@ from ddl.comm.base import Collective
 from ddl.comm.ray_mailbox import DEFAULT_TIMEOUT_S, Mailbox, RayCollective
 from ddl.comm.torchdist import TorchDistCollective, check_divisible, choose_backend
 from ddl.config import TrainConfig
-from ddl.errors import ConfigError
+from ddl.errors import ConfigError, DDLError
 
 TRANSPORTS = ("torch", "objects")
 DEFAULT_TRANSPORT = "torch"
 PROBE_TIMEOUT_S = 5.0
+PING_TIMEOUT_S = 10.0
+
+
+class WorkerDied(RuntimeError):
+    """A learner actor's process ended (killed, crashed, node lost) while the actors were working together."""
 
 
 # ---- the actor --------------------------------------------------------------------------------------------
@@ -101,6 +112,10 @@ class LearnerWorker:
 
         res = Trainer(cfg, comm=self.comm, device=self.device).run()
         return res if self.rank == 0 else None
+
+    def pid(self) -> int:
+        """This actor's process id (liveness checks; tests that kill an actor)."""
+        return os.getpid()
 
     def call(self, fn: Callable, *args):
         """``fn(comm, device, *args)`` on this actor (benchmarks and tests that step the algorithm directly)."""
@@ -214,15 +229,30 @@ class RayWorkers:
             try:
                 ray.get(done[0])
             except ray.exceptions.RayTaskError as e:
-                self._kill()
                 cause = getattr(e, "cause", None)
-                if isinstance(cause, (ConfigError, ValueError, FileNotFoundError, TimeoutError)):
+                if isinstance(cause, (DDLError, ValueError, FileNotFoundError, TimeoutError)):
+                    self._kill()
                     raise cause from None
+                # a peer's death shows up first as a failed collective (gloo: connection closed) in the others
+                dead = self._dead()
+                self._kill()
+                if dead:
+                    raise WorkerDied(f"ray: learner actor {dead[0]} of {self.world} died") from None
                 raise
             except ray.exceptions.RayActorError as e:
                 self._kill()
-                raise RuntimeError(f"ray: a learner actor died: {str(e).splitlines()[0]}") from None
+                raise WorkerDied(f"ray: a learner actor died ({str(e).splitlines()[0]})") from None
         return ray.get(refs)
+
+    def _dead(self) -> list[int]:
+        """Ranks of the actors that no longer answer."""
+        dead = []
+        for r, a in enumerate(self.actors):
+            try:
+                ray.get(a.pid.remote(), timeout=PING_TIMEOUT_S)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                dead.append(r)
+        return dead
 
     def train(self, cfg: TrainConfig):
         """The :class:`~ddl.train.TrainResult` of rank 0 (which wrote the run directory)."""
@@ -256,7 +286,12 @@ class RayWorkers:
 
 
 def train_ray(cfg: TrainConfig):
-    """``ddl train --backend ray``: train on K actors and return rank 0's TrainResult."""
+    """``ddl train --backend ray``: train on K actors and return rank 0's TrainResult.
+
+    When an actor dies, all actors are replaced and the run resumes from its last checkpoint, up to
+    ``cfg.ray_max_restarts`` times; after that one :class:`DDLError` line says so.
+    """
+    from ddl.checkpoint import list_checkpoints
     from ddl.train import default_out
 
     # actors may not share the driver's working directory: give them absolute paths (the driver's), and no
@@ -264,6 +299,28 @@ def train_ray(cfg: TrainConfig):
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     data_dir = str(Path(cfg.data_dir).resolve()) if cfg.data_dir else None
     run_cfg = dataclasses.replace(cfg, out=str(out.resolve()), data_dir=data_dir, progress=False)
-    with RayWorkers(cfg.learners, cfg.workers, address=cfg.address, transport=cfg.ray_transport,
-                    dist_backend=cfg.dist_backend, device=cfg.device) as pool:
-        return pool.train(run_cfg)
+    started = init_ray(cfg.address, cfg.workers)  # one cluster for every attempt
+    restarts = 0
+    try:
+        while True:
+            try:
+                with RayWorkers(cfg.learners, cfg.workers, address=cfg.address, transport=cfg.ray_transport,
+                                dist_backend=cfg.dist_backend, device=cfg.device) as pool:
+                    return pool.train(run_cfg)
+            except WorkerDied as e:
+                if restarts >= cfg.ray_max_restarts:
+                    raise DDLError(
+                        f"{e}; gave up after {restarts} restart{'s' if restarts != 1 else ''} (--ray-max-restarts "
+                        f"{cfg.ray_max_restarts}); continue from the last checkpoint with "
+                        f"`ddl train --out {out} --resume`"
+                    ) from None
+                restarts += 1
+                print(f"ddl: warning: {e}; restarting the actors ({restarts} of {cfg.ray_max_restarts}) from the "
+                      "last checkpoint", file=sys.stderr, flush=True)
+                if list_checkpoints(out / "checkpoints"):
+                    run_cfg = dataclasses.replace(run_cfg, resume=True)
+                else:  # died before the first checkpoint: the directory is this run's own, start it again
+                    run_cfg = dataclasses.replace(run_cfg, overwrite=True)
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
