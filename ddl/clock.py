@@ -309,6 +309,11 @@ class RunClock:
         if not self.measured:
             self._start(cfg.compute_ms * 1e-3)
 
+    @staticmethod
+    def applies(cfg: Any) -> bool:
+        """The clock is on and models this run's algorithm (an algorithm it does not model gets no stamps)."""
+        return bool(cfg.clock) and cfg.algo in ALGOS
+
     def _start(self, base_s: float) -> None:
         cfg = self.cfg
         compute = ComputeModel(base_s, cfg.jitter, cfg.straggler_prob, cfg.straggler_slowdown)

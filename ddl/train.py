@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
+from ddl.clock import RunClock
 from ddl.comm import Collective, SimCollective
 from ddl.config import TrainConfig
 from ddl.data import Dataset, augment_cifar, load_dataset
@@ -78,8 +79,11 @@ class Trainer:
         self.spec = FlatSpec.of(self.model)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
-        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum,
-                                    make_topology(cfg.topology, cfg.learners))
+        topology = make_topology(cfg.topology, cfg.learners)
+        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology)
+        # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
+        self.clock = RunClock(cfg, self.spec.numel, topology, self.comm.m) \
+            if self.comm.is_main and RunClock.applies(cfg) else None
         m = self.comm.m
         w0 = self.spec.flatten(self.model)  # every learner starts from the same initial weights
         bufs = self.spec.buffers(self.model)
@@ -163,6 +167,7 @@ class Trainer:
         status, first_bad, last = "max_epochs", math.inf, {}
         loss_acc = torch.zeros((), dtype=torch.float64)
         n_acc = 0
+        algo_s, steps_timed = 0.0, 0  # this worker's time in algorithm steps (the clock's measured base)
         step = self.state.step
         while step < total:
             lr = learning_rate(cfg, step, steps_per_epoch)
@@ -173,10 +178,13 @@ class Trainer:
                 rec = self.noise.measure(step, self.state.W, self.state.buffers, w_bar, bufs_bar, xs, ys)
                 if main:
                     append_jsonl(self.out / "noise.jsonl", rec)
+            t_step = time.perf_counter()
             losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, steps_per_epoch))
             step = self.state.step
             if first_bad == math.inf and not bool(torch.isfinite(losses).all()):
                 first_bad = step - 1
+            algo_s += time.perf_counter() - t_step
+            steps_timed += 1
             loss_acc += losses.detach().double().sum().cpu()
             n_acc += losses.numel()
             bar.update(1)
@@ -196,6 +204,8 @@ class Trainer:
                 if main:
                     rec = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "minibatch_loss": mb, **rec,
                            "time": time.perf_counter() - t0}
+                    if self.clock is not None:
+                        rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
                     last = rec
                     append_jsonl(self.out / "metrics.jsonl", rec)
                     bar.set_postfix(loss=f"{rec['train_loss']:.3g}", test_acc=f"{rec['test_acc']:.4f}")
@@ -250,6 +260,9 @@ class Trainer:
             "diverged_step": result.diverged_step, "wall_time_s": wall, "final": result.final,
             "steps_per_epoch": self.stream.steps_per_epoch,
         }
+        if self.clock is not None:
+            summary["sim_time_s"] = self.clock.at(result.steps, 0.0, 0) if self.clock.clock else None
+            summary["clock"] = self.clock.describe()
         write_json(self.out / "summary.json", summary)
 
 

@@ -265,3 +265,52 @@ def test_message_sizes_and_bad_parameters():
         Network.from_units(50, 0)
     with pytest.raises(ClockError, match="topology"):
         Clock("dpsgd", 4, NET, MODEL_BYTES)
+
+
+# ---- the clock in a training run -------------------------------------------------------------------------
+
+
+def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(small_cfg):
+    import json
+
+    from ddl.train import read_metrics, train
+
+    kw = dict(algo="dpsgd", learners=4, batch_size=10, epochs=2, seed=4, compute_ms=3.0, jitter=0.2,
+              straggler_prob=0.1, straggler_slowdown=4.0, latency_us=30.0, bandwidth_gbps=25.0)
+    res = train(small_cfg(name="on", **kw))
+    off = train(small_cfg(name="off", clock=False, **kw))
+    w_on = torch.load(res.out / "checkpoints" / "learners.pt")["weights"]
+    w_off = torch.load(off.out / "checkpoints" / "learners.pt")["weights"]
+    assert torch.equal(w_on, w_off)
+    assert all("sim_time_s" not in r for r in read_metrics(off.out))
+    recs = read_metrics(res.out)
+    # an independent clock from the same config: parameter count of the 784-30-30-10 MLP, float32, seed 4
+    clock = Clock("dpsgd", 4, Network.from_units(30.0, 25.0), model_message_bytes(784 * 30 + 30 * 30 + 30 * 10),
+                  ComputeModel(3e-3, 0.2, 0.1, 4.0), HandRing(4), seed=4)
+    times = clock.advance(recs[-1]["step"])
+    assert [r["sim_time_s"] for r in recs] == pytest.approx([times[r["step"] - 1] for r in recs], rel=1e-12)
+    summary = json.loads((res.out / "summary.json").read_text())
+    assert summary["sim_time_s"] == pytest.approx(times[-1], rel=1e-12)
+    assert summary["clock"]["compute_measured"] is False and summary["clock"]["message_bytes"] == 4 * 24_720
+
+
+def test_measured_compute_time_when_not_configured(small_cfg):
+    import json
+
+    from ddl.train import train
+
+    res = train(small_cfg(name="m", algo="ssgd", learners=2, batch_size=10, jitter=0.0, straggler_prob=0.0))
+    clock = json.loads((res.out / "summary.json").read_text())["clock"]
+    assert clock["compute_measured"] is True and clock["compute_base_s"] > 0
+    # no spread: every step costs the measured base plus the all-reduce
+    per_step = clock["compute_base_s"] + clock["allreduce_s"]
+    assert clock["sim_time_s"] == pytest.approx(res.steps * per_step, rel=1e-9)
+
+
+def test_bad_clock_flag_is_one_clear_line(capsys):
+    from ddl.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--straggler-prob", "2", "--no-progress"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "ddl: error: --straggler-prob: must be in [0, 1], got 2.0\n"
