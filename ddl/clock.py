@@ -22,12 +22,15 @@ times the dtype's size.  ``T_a(t)`` is the time learner ``a`` starts step ``t`` 
       T_a(t+1) = max(T_a(t) + c_a(t),  max_{j ∈ N(a), j ≠ a} (T_j(t) + comm(j→a)))
 
   and, without overlap (``overlap=False``: send after the gradient), ``T_j(t) + c_j(t) + comm(j→a)``.
+  With ``shared_nic`` (the default) a learner's link is shared by the messages it sends (and receives) in one
+  step, fairly: comm(j→a) = α + max(out-degree(j), in-degree(a))·B/β, so a graph of degree d pays d model
+  transfers per step; without it every message has a link of its own (α + B/β).
   The complete graph is mixed by an all-reduce of the weights after the gradient (as the Mixer does), so on it
   DPSGD costs what SSGD costs.
 
-Left out on purpose: link and switch contention (every link is independent and a learner's sends to several
-neighbours proceed in parallel), the overlap of SSGD's all-reduce with the backward pass (bucketed DDP),
-chunked/pipelined collectives, and asynchronous variants (AD-PSGD, stale gradients).  See docs/clock.md.
+Left out on purpose: contention inside the switch fabric (beyond each learner's own link), the overlap of
+SSGD's all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives, and asynchronous
+variants (AD-PSGD, stale gradients).  See docs/clock.md.
 
 All per-step work is vectorized over learners (numpy), so n = 1024 and thousands of steps take well under a
 second; the neighbour tables of a static topology are built once.
@@ -184,7 +187,7 @@ class Clock:
 
     def __init__(self, algo: str, n: int, network: Network, message_bytes: float,
                  compute: ComputeModel | None = None, topology: TopologyLike | None = None,
-                 overlap: bool = True, seed: int = 0):
+                 overlap: bool = True, seed: int = 0, shared_nic: bool = True):
         if algo not in ALGOS:
             raise ClockError(f"--algo: {algo!r} is not one of {', '.join(ALGOS)}")
         if algo == "dpsgd":
@@ -194,7 +197,7 @@ class Clock:
                 raise ClockError(f"--learners: topology has {topology.n} learners, the clock {n}")
         self.algo, self.n, self.network = algo, n, network
         self.message_bytes = float(message_bytes)
-        self.topology, self.overlap = topology, overlap
+        self.topology, self.overlap, self.shared_nic = topology, overlap, shared_nic
         self.compute = compute
         self._sampler = compute.sampler(n, seed) if compute is not None else None
         self.T = np.zeros(n)
@@ -203,19 +206,32 @@ class Clock:
         self._message_s = network.message_s(self.message_bytes)
         self._barrier = algo == "ssgd" or is_all_reduce_mix(topology)
         self._time_varying = bool(getattr(topology, "time_varying", False))
-        self._static_table = None
+        self._period = getattr(topology, "period", None) if self._time_varying else 1
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def now(self) -> float:
         """Time at which every learner has finished all steps so far."""
         return float(self.T.max())
 
-    def _table(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._time_varying:
-            return neighbour_table(self.topology, step)
-        if self._static_table is None:
-            self._static_table = neighbour_table(self.topology, 0)
-        return self._static_table
+    def _table(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Incoming neighbours, their mask and each message's transfer time at ``step`` (cached per phase)."""
+        if self._time_varying and not self._period:
+            return self._build_table(step)  # no declared period: rebuild every step
+        key = step % self._period
+        if key not in self._tables:
+            self._tables[key] = self._build_table(step)
+        return self._tables[key]
+
+    def _build_table(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx, valid = neighbour_table(self.topology, step)
+        transfers = np.ones(idx.shape)
+        if self.shared_nic:
+            in_deg = valid.sum(1)
+            out_deg = np.bincount(idx[valid], minlength=self.n)
+            transfers = np.maximum(out_deg[idx], in_deg[:, None])
+        msg = self.network.latency_s + transfers * self.message_bytes / self.network.bandwidth_Bps
+        return idx, valid, msg
 
     def advance(self, steps: int, history: bool = False) -> np.ndarray:
         """Advance ``steps`` steps with sampled compute times (chunked, so memory stays O(n·chunk))."""
@@ -242,9 +258,9 @@ class Clock:
             if self._barrier:
                 T = np.full(self.n, done.max() + self._allreduce_s)
             else:
-                idx, valid = self._table(self.step)
+                idx, valid, msg = self._table(self.step)
                 sent = T if self.overlap else done
-                arrive = np.where(valid, sent[idx] + self._message_s, -np.inf).max(axis=1)
+                arrive = np.where(valid, sent[idx] + msg, -np.inf).max(axis=1)
                 T = np.maximum(done, arrive)
             self.step += 1
             out[i] = T if history else T.max()
@@ -254,7 +270,7 @@ class Clock:
     def describe(self) -> dict[str, Any]:
         """The clock's parameters, for summary.json and figures."""
         d: dict[str, Any] = {
-            "algo": self.algo, "learners": self.n, "overlap": self.overlap,
+            "algo": self.algo, "learners": self.n, "overlap": self.overlap, "shared_nic": self.shared_nic,
             "latency_s": self.network.latency_s, "bandwidth_Bps": self.network.bandwidth_Bps,
             "message_bytes": self.message_bytes, "message_s": self._message_s, "allreduce_s": self._allreduce_s,
             "topology": None if self.topology is None else self.topology.name,
@@ -265,18 +281,19 @@ class Clock:
 
 
 def simulate(algo: str, n: int, steps: int, compute: ComputeModel, network: Network, message_bytes: float,
-             topology: TopologyLike | None = None, overlap: bool = True, seed: int = 0) -> float:
+             topology: TopologyLike | None = None, overlap: bool = True, seed: int = 0,
+             shared_nic: bool = True) -> float:
     """Simulated seconds for ``steps`` steps of ``algo`` (time until every learner has finished them)."""
-    clock = Clock(algo, n, network, message_bytes, compute, topology, overlap, seed)
+    clock = Clock(algo, n, network, message_bytes, compute, topology, overlap, seed, shared_nic)
     clock.advance(steps)
     return clock.now
 
 
 def speedup(n: int, steps: int, compute: ComputeModel, network: Network, message_bytes: float,
-            topology: TopologyLike, overlap: bool = True, seed: int = 0) -> float:
+            topology: TopologyLike, overlap: bool = True, seed: int = 0, shared_nic: bool = True) -> float:
     """SSGD's simulated time over DPSGD's for the same steps and the same compute draws (> 1: DPSGD faster)."""
     t_ss = simulate("ssgd", n, steps, compute, network, message_bytes, seed=seed)
-    t_dp = simulate("dpsgd", n, steps, compute, network, message_bytes, topology, overlap, seed)
+    t_dp = simulate("dpsgd", n, steps, compute, network, message_bytes, topology, overlap, seed, shared_nic)
     return t_ss / t_dp
 
 
@@ -318,7 +335,8 @@ class RunClock:
         cfg = self.cfg
         compute = ComputeModel(base_s, cfg.jitter, cfg.straggler_prob, cfg.straggler_slowdown)
         self.clock = Clock(cfg.algo, cfg.learners, self.network, model_message_bytes(self.num_params, cfg.dtype),
-                           compute, self.topology if cfg.algo == "dpsgd" else None, cfg.clock_overlap, cfg.seed)
+                           compute, self.topology if cfg.algo == "dpsgd" else None, cfg.clock_overlap, cfg.seed,
+                           cfg.clock_shared_nic)
 
     def at(self, step: int, step_seconds: float, steps_timed: int) -> float:
         """Simulated seconds when step ``step`` is done; ``step_seconds``/``steps_timed``: this worker's

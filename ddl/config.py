@@ -129,6 +129,8 @@ class TrainConfig:
     bandwidth_gbps: float = _field(10.0, "clock: link bandwidth β in Gbit/s (default: 10 GbE)", "execution")
     clock_overlap: bool = _field(True, "clock: DPSGD sends its weights when a step starts, overlapping the gradient "
                                  "(--no-clock-overlap: sends after it)", "execution")
+    clock_shared_nic: bool = _field(True, "clock: a learner's messages of one step share its link (degree d costs "
+                                    "d transfers; --no-clock-shared-nic: one link per message)", "execution")
 
     def validate(self) -> TrainConfig:
         for f in dataclasses.fields(self):

@@ -39,14 +39,27 @@ class AlternatingPeer:
         return [a, (a + (1 if step % 2 == 0 else 3)) % self.n]
 
 
+class Uneven:
+    """A static directed graph on 7 learners with unequal in- and out-degrees (learner 0 feeds everyone)."""
+
+    name = "uneven"
+    n = 7
+    _incoming = {0: [1], 1: [0], 2: [0, 1], 3: [0, 2], 4: [0], 5: [0, 4, 6], 6: [0, 3]}
+
+    def neighbours(self, a: int, step: int = 0) -> list[int]:
+        return sorted([a, *self._incoming[a]])
+
+
 # ---- the oracle: every message as an event ---------------------------------------------------------------
 
 
-def event_oracle_dpsgd(c: np.ndarray, topo, message_s: float, overlap: bool) -> np.ndarray:
+def event_oracle_dpsgd(c: np.ndarray, topo, overlap: bool, shared_nic: bool = True) -> np.ndarray:
     """Start times [steps+1, n] from a discrete-event simulation of DPSGD's messages.
 
     Learner a starts step t+1 when its gradient of step t is done and it has received w_j(t) from every
-    incoming neighbour j ≠ a.  w_j(t) leaves j when j starts step t (overlap) or when its gradient is done.
+    incoming neighbour j ≠ a.  w_j(t) leaves j when j starts step t (overlap) or when its gradient is done; it
+    takes α + B/β, or with a shared link α + k·B/β where k is the larger of the number of messages j sends and
+    a receives in that step (fair sharing).
     """
     steps, n = c.shape
     start = np.full((steps + 1, n), np.nan)
@@ -58,10 +71,15 @@ def event_oracle_dpsgd(c: np.ndarray, topo, message_s: float, overlap: bool) -> 
     def incoming(a, t):
         return {j for j in topo.neighbours(a, t) if j != a}
 
+    def message_s(j, b, t):
+        sends = sum(j in incoming(x, t) for x in range(n))
+        k = max(sends, len(incoming(b, t))) if shared_nic else 1
+        return NET.latency_s + k * MODEL_BYTES / NET.bandwidth_Bps
+
     def send(j, t, at):
         for b in range(n):
             if j in incoming(b, t):
-                heapq.heappush(queue, (at + message_s, next(seq), "msg", j, b, t))
+                heapq.heappush(queue, (at + message_s(j, b, t), next(seq), "msg", j, b, t))
 
     def begin(a, t, at):
         start[t, a] = at
@@ -121,7 +139,7 @@ def history(clock: Clock, c: np.ndarray) -> np.ndarray:
 def test_no_spread_every_step_costs_compute_plus_communication(base):
     n, steps = 8, 30
     cm = ComputeModel(base)
-    msg = NET.latency_s + MODEL_BYTES / NET.bandwidth_Bps
+    msg = NET.latency_s + 2 * MODEL_BYTES / NET.bandwidth_Bps  # two neighbours share the link
     allreduce = 2 * (n - 1) * (NET.latency_s + MODEL_BYTES / n / NET.bandwidth_Bps)
     ss = Clock("ssgd", n, NET, MODEL_BYTES, cm).advance(steps)
     np.testing.assert_allclose(np.diff(ss, prepend=0.0), base + allreduce, rtol=1e-12)
@@ -129,6 +147,8 @@ def test_no_spread_every_step_costs_compute_plus_communication(base):
     np.testing.assert_allclose(np.diff(dp, prepend=0.0), max(base, msg), rtol=1e-12)
     dp_seq = Clock("dpsgd", n, NET, MODEL_BYTES, cm, HandRing(n), overlap=False).advance(steps)
     np.testing.assert_allclose(np.diff(dp_seq, prepend=0.0), base + msg, rtol=1e-12)
+    own_links = Clock("dpsgd", n, NET, MODEL_BYTES, cm, HandRing(n), overlap=False, shared_nic=False).advance(steps)
+    np.testing.assert_allclose(np.diff(own_links, prepend=0.0), base + NET.message_s(MODEL_BYTES), rtol=1e-12)
 
 
 def test_one_permanent_straggler_sets_both_rates():
@@ -138,7 +158,7 @@ def test_one_permanent_straggler_sets_both_rates():
     n, steps, base, slow = 8, 200, 4e-3, 3.0
     c = np.full((steps, n), base)
     c[:, 5] *= slow
-    msg = NET.message_s(MODEL_BYTES)
+    msg = NET.latency_s + 2 * MODEL_BYTES / NET.bandwidth_Bps
     ss = Clock("ssgd", n, NET, MODEL_BYTES).advance_with(c)
     np.testing.assert_allclose(np.diff(ss), slow * base + NET.ring_allreduce_s(n, MODEL_BYTES), rtol=1e-12)
     T = history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=HandRing(n)), c)
@@ -160,7 +180,7 @@ def test_transient_stragglers_are_absorbed_by_dpsgd():
     ss = Clock("ssgd", n, NET, MODEL_BYTES).advance_with(c)
     assert ss[-1] == pytest.approx(steps * (base + NET.ring_allreduce_s(n, MODEL_BYTES)) + 3 * delay, rel=1e-12)
     dp = Clock("dpsgd", n, NET, MODEL_BYTES, topology=HandRing(n)).advance_with(c)
-    assert NET.message_s(MODEL_BYTES) < base
+    assert NET.latency_s + 2 * MODEL_BYTES / NET.bandwidth_Bps < base
     assert dp[-1] == pytest.approx(steps * base + delay, rel=1e-12)
 
 
@@ -175,16 +195,16 @@ def test_complete_graph_mixes_by_all_reduce_like_ssgd():
 # ---- the recursion against the event oracle --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("shared_nic", [True, False])
 @pytest.mark.parametrize("overlap", [True, False])
-@pytest.mark.parametrize("topo_kind", ["ring", "alternating"])
-def test_dpsgd_recursion_matches_event_simulation(overlap, topo_kind):
+@pytest.mark.parametrize("topo_kind", ["ring", "alternating", "uneven"])
+def test_dpsgd_recursion_matches_event_simulation(overlap, topo_kind, shared_nic):
     n, steps = 7, 25
     rng = np.random.default_rng(11)
     c = 1e-3 * np.exp(rng.normal(0, 0.8, (steps, n)))  # wide spread so that messages and compute both bind
-    topo = HandRing(n) if topo_kind == "ring" else AlternatingPeer(n)
-    msg = NET.message_s(MODEL_BYTES)
-    want = event_oracle_dpsgd(c, topo, msg, overlap)
-    got = history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=topo, overlap=overlap), c)
+    topo = {"ring": HandRing(n), "alternating": AlternatingPeer(n), "uneven": Uneven()}[topo_kind]
+    want = event_oracle_dpsgd(c, topo, overlap, shared_nic)
+    got = history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=topo, overlap=overlap, shared_nic=shared_nic), c)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
@@ -192,7 +212,7 @@ def test_dpsgd_on_the_projects_ring_matches_event_simulation():
     n, steps = 9, 20
     c = 1e-3 * np.exp(np.random.default_rng(2).normal(0, 0.5, (steps, n)))
     topo = make_topology("ring", n)
-    want = event_oracle_dpsgd(c, HandRing(n), NET.message_s(MODEL_BYTES), True)
+    want = event_oracle_dpsgd(c, HandRing(n), True)
     np.testing.assert_allclose(history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=topo), c), want, rtol=1e-12)
 
 
