@@ -334,3 +334,59 @@ def test_bad_clock_flag_is_one_clear_line(capsys):
         main(["train", "--straggler-prob", "2", "--no-progress"])
     assert e.value.code == 2
     assert capsys.readouterr().err == "ddl: error: --straggler-prob: must be in [0, 1], got 2.0\n"
+
+
+# ---- ddl clock and the report functions ------------------------------------------------------------------
+
+
+def test_model_sizes_by_count_and_name():
+    from ddl.clock_figures import model_params
+
+    assert model_params("1000")[0] == 1000
+    assert model_params("mlp")[0] == 784 * 30 + 30 * 30 + 30 * 10
+    assert model_params("resnet18")[0] == 11_173_962  # the CIFAR ResNet-18 (3×3 stem, 10 classes)
+    with pytest.raises(ClockError, match="--model"):
+        model_params("vgg")
+
+
+def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, capsys):
+    import json
+
+    from ddl.cli import main
+
+    out = tmp_path / "clk"
+    assert main(["clock", "--out", str(out), "--model", "200000", "--learners", "8", "--compute-ms", "2",
+                 "--jitter", "0", "--straggler-prob", "0.2", "--latencies-us", "10", "1000", "--slowdowns", "1", "4",
+                 "--ns", "4", "8", "--topologies", "ring", "complete", "--steps", "30", "--bandwidth-gbps", "8"]) == 0
+    for name in ("speedup_heatmap", "speedup_vs_n"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    heat = json.loads((out / "speedup_heatmap.json").read_text())
+    # row "1×" has no stragglers and no jitter: SSGD pays compute + all-reduce, DPSGD max(compute, 2 messages)
+    nbytes, bw = 800_000, 1e9
+    for j, lat in enumerate((10e-6, 1000e-6)):
+        ssgd = 2e-3 + 2 * 7 * (lat + nbytes / 8 / bw)
+        dpsgd = max(2e-3, lat + 2 * nbytes / bw)
+        assert heat["speedup"][0][j] == pytest.approx(ssgd / dpsgd, rel=1e-9)
+    assert heat["speedup"][1][0] > heat["speedup"][0][0]  # stragglers cost SSGD more than DPSGD
+    scaling = json.loads((out / "speedup_vs_n.json").read_text())
+    assert scaling["n"] == [4, 8] and scaling["speedup"]["complete"] == pytest.approx([1.0, 1.0])
+    with pytest.raises(SystemExit):
+        main(["clock", "--out", str(out), "--topologies", "moebius"])
+    assert "ddl: error: --topology: unknown topology 'moebius'" in capsys.readouterr().err
+
+
+def test_time_to_target_and_curves_against_the_clock(tmp_path):
+    from ddl.clock_figures import clock_rows, plot_against_clock, time_to_target
+
+    recs = [{"step": 10, "sim_time_s": 1.0, "test_acc": 0.80, "train_loss": 0.9},
+            {"step": 20, "sim_time_s": 2.5, "test_acc": 0.93, "train_loss": 0.4},
+            {"step": 30, "sim_time_s": 3.0, "test_acc": 0.97, "train_loss": 0.2}]
+    assert time_to_target(recs, 0.10) == 2.5 and time_to_target(recs, 0.01) is None
+    assert time_to_target([{k: v for k, v in r.items() if k != "sim_time_s"} for r in recs], 0.5) is None
+    rows = clock_rows([("SSGD", recs), ("DPSGD", recs[:1])], 0.1)
+    assert rows[0] == {"label": "SSGD", "sim_time_s": 3.0, "time_to_target_s": 2.5, "target_error": 0.1}
+    assert rows[1]["sim_time_s"] == 1.0 and rows[1]["time_to_target_s"] is None
+    png = plot_against_clock([("SSGD", recs), ("DPSGD", recs)], tmp_path / "clock.png", target_error=0.1)
+    assert png.stat().st_size > 1000
+    assert plot_against_clock([("SSGD", [{"test_acc": 0.5, "train_loss": 1.0}])], tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
