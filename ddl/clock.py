@@ -44,13 +44,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ddl.errors import DDLError
+
 # a fixed tag mixed into the run seed, so the clock's stream differs from every training stream of that seed
 _CLOCK_STREAM_KEY = 0xC10C
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 ALGOS = ("ssgd", "dpsgd")
 
 
-class ClockError(ValueError):
+class ClockError(DDLError):
     """Bad clock parameters: one line naming the flag and the accepted values."""
 
 

@@ -293,7 +293,8 @@ def test_message_sizes_and_bad_parameters():
 def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(small_cfg):
     import json
 
-    from ddl.train import read_metrics, train
+    from ddl.rundir import load_run
+    from ddl.train import train
 
     kw = dict(algo="dpsgd", learners=4, batch_size=10, epochs=2, seed=4, compute_ms=3.0, jitter=0.2,
               straggler_prob=0.1, straggler_slowdown=4.0, latency_us=30.0, bandwidth_gbps=25.0)
@@ -302,8 +303,8 @@ def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(sm
     w_on = torch.load(res.out / "checkpoints" / "learners.pt")["weights"]
     w_off = torch.load(off.out / "checkpoints" / "learners.pt")["weights"]
     assert torch.equal(w_on, w_off)
-    assert all("sim_time_s" not in r for r in read_metrics(off.out))
-    recs = read_metrics(res.out)
+    assert all("sim_time_s" not in r for r in load_run(off.out).metrics())
+    recs = load_run(res.out).metrics()
     # an independent clock from the same config: parameter count of the 784-30-30-10 MLP, float32, seed 4
     clock = Clock("dpsgd", 4, Network.from_units(30.0, 25.0), model_message_bytes(784 * 30 + 30 * 30 + 30 * 10),
                   ComputeModel(3e-3, 0.2, 0.1, 4.0), HandRing(4), seed=4)
