@@ -11,7 +11,8 @@ The clock then predicts the same run two ways, and both are compared with the me
 (from the earliest rank's start to the last rank's end):
 
 * ``per_step``: compute times c_a(t) = measured step time − measured communication wait (what the clock
-  takes as input), network α, β fitted from a gloo ping-pong measured in the same launch;
+  takes as input), network α, β fitted from gloo ping-pongs between ranks 0 and 1 measured in the same launch
+  (before and after the cases: 4-byte messages for α, both model sizes for β);
 * ``scheduled``: compute = the median un-slept compute of the run + the scheduled sleeps (what a user would
   give the clock: a base time and the spread).
 
@@ -20,6 +21,9 @@ As a check that the recursion matters, ``barrier_model`` predicts DPSGD with SSG
 removes.
 
     python benchmarks/bench_clock_calibration.py        # writes benchmarks/results/clock_calibration.json
+
+Inputs are seeded random tensors of MNIST's shape and labels (the step time does not depend on pixel values),
+so the benchmark also runs where the data set's wheel is not installed.
 
 The machine is small and shared (2 cores for 4 ranks): sleeps dominate the step so that CPU contention is a
 small part of it; timings are noisy — compare errors, not absolute times, and rerun before trusting a digit.
@@ -137,6 +141,23 @@ def _instrument(trainer, comm, sleeps: np.ndarray, rank: int, state: dict) -> No
     comm.allreduce_sum, comm.exchange = allreduce, exchange
 
 
+def random_mnist_shape(n_train: int = 2000, n_test: int = 200):
+    """Seeded random inputs and labels of MNIST's shape (timing only)."""
+    import torch
+
+    from ddl.data import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (n_train,), generator=g)
+    return Dataset("random-mnist-shape", torch.randn(n_train, 1, 28, 28, generator=g), y,
+                   torch.randn(n_test, 1, 28, 28, generator=g), torch.randint(0, 10, (n_test,), generator=g),
+                   torch.ones(n_train, dtype=torch.bool), y.clone(), 10)
+
+
+def _network(comm, sizes: list[int]) -> dict:
+    return {"alpha_s": _ping_pong(comm, 4, 300), **{str(b): _ping_pong(comm, b, 60) for b in sizes}}
+
+
 def worker(spec_path: str) -> None:
     import torch
 
@@ -149,15 +170,16 @@ def worker(spec_path: str) -> None:
     K = spec["ranks"]
     comm0, device = setup_torchrun(K, "gloo", "cpu")
     rank = comm0.rank
+    data = random_mnist_shape()
+    sizes = sorted({4 * (784 * h[0] + h[0] * h[1] + h[1] * 10) for h in (c["hidden"] for c in spec["cases"])})
+    network = [_network(comm0, sizes)]
     results = []
     for case in spec["cases"]:
         comm = TorchDistCollective(K)
         cfg = TrainConfig(algo=case["algo"], learners=K, batch_size=25, lr=0.05, topology="ring", model="mlp",
                           hidden=case["hidden"], progress=False, clock=False, seed=0, out=None)
-        tr = Trainer(cfg, comm=comm, device=device)
+        tr = Trainer(cfg, comm=comm, device=device, data=data)
         nbytes = tr.spec.numel * 4
-        alpha = _ping_pong(comm, 4, 50)
-        one = _ping_pong(comm, nbytes, 20)
         sleeps = np.asarray(case["sleeps"])
         state = {"step": None, "grad_s": 0.0, "wait_s": 0.0, "inside": False}
         _instrument(tr, comm, sleeps, rank, state)
@@ -176,16 +198,24 @@ def worker(spec_path: str) -> None:
             waits.append(state["wait_s"])
             grads.append(state["grad_s"])
         comm.barrier()
-        results.append({"starts": starts, "ends": ends, "waits": waits, "grads": grads, "alpha_s": alpha,
-                        "message_s": one, "message_bytes": nbytes})
-    Path(spec["out"], f"rank{rank}.json").write_text(json.dumps(results))
+        results.append({"starts": starts, "ends": ends, "waits": waits, "grads": grads, "message_bytes": nbytes})
+    network.append(_network(comm0, sizes))
+    Path(spec["out"], f"rank{rank}.json").write_text(json.dumps({"cases": results, "network": network}))
     comm0.close()
 
 
 # ---- the driver --------------------------------------------------------------------------------------------
 
 
-def predict(case: dict, per_rank: list[dict]) -> dict:
+def fit_network(pings: list[dict]) -> Network:
+    """α = mean 4-byte one-way time; β by least squares through the model-sized messages' times minus α."""
+    alpha = statistics.fmean(p["alpha_s"] for p in pings)
+    pts = [(int(b), t - alpha) for p in pings for b, t in p.items() if b != "alpha_s"]
+    slope = sum(b * t for b, t in pts) / sum(b * b for b, _ in pts)  # seconds per byte, through the origin
+    return Network(alpha, 1.0 / max(slope, 1e-12))
+
+
+def predict(case: dict, per_rank: list[dict], net: Network) -> dict:
     """Measured and predicted times of one case (seconds from the earliest rank's first step start)."""
     K = len(per_rank)
     starts = np.array([r["starts"] for r in per_rank]).T  # [steps, K]
@@ -194,11 +224,7 @@ def predict(case: dict, per_rank: list[dict]) -> dict:
     grads = np.array([r["grads"] for r in per_rank]).T
     origin = starts[0].min()
     measured = float(ends[-1].max() - origin)
-    # the network as the clock sees it: α from 4-byte messages, β from the model-sized ones (rank 0's view)
-    alpha = float(per_rank[0]["alpha_s"])
     nbytes = per_rank[0]["message_bytes"]
-    beta = nbytes / max(float(per_rank[0]["message_s"]) - alpha, 1e-9)
-    net = Network(alpha, beta)
     sleeps = np.asarray(case["sleeps"])
     compute_measured = (ends - starts) - waits
     base = float(np.median(compute_measured - sleeps))
@@ -214,7 +240,7 @@ def predict(case: dict, per_rank: list[dict]) -> dict:
         return clock.now
 
     algo = case["algo"]
-    out = {"measured_s": measured, "steps": len(sleeps), "alpha_s": alpha, "bandwidth_Bps": beta,
+    out = {"measured_s": measured, "steps": len(sleeps), "alpha_s": net.latency_s, "bandwidth_Bps": net.bandwidth_Bps,
            "message_bytes": nbytes, "compute_base_s": base,
            "mean_wait_s": float(waits.mean()), "mean_grad_s": float(grads.mean())}
     for name, c in (("per_step", compute_measured), ("scheduled", scheduled)):
@@ -250,10 +276,12 @@ def run_launch(K: int, steps: int, warmup: int, base_s: float) -> list[dict]:
         if r.returncode:
             raise SystemExit(f"torchrun failed:\n{r.stderr[-4000:]}")
         per = [json.loads((Path(d) / f"rank{k}.json").read_text()) for k in range(K)]
+    net = fit_network(per[0]["network"])  # rank 0 timed the ping-pongs
+    print(f"  network: α = {net.latency_s * 1e6:.0f} µs, β = {net.bandwidth_Bps / 1e9:.2f} GB/s", flush=True)
     rows = []
     for i, case in enumerate(cases):
         row = {"algo": case["algo"], "scenario": case["scenario"], "hidden": case["hidden"], "ranks": K,
-               **predict(case, [p[i] for p in per])}
+               **predict(case, [p["cases"][i] for p in per], net)}
         rows.append(row)
         extra = f", barrier model {row['barrier_model_error']:+.1%}" if "barrier_model_error" in row else ""
         print(f"  {case['algo']:5s} {case['scenario']:21s} hidden={case['hidden']}: measured {row['measured_s']:.3f} s,"
@@ -266,7 +294,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--base-ms", type=float, default=15.0, help="scheduled sleep of a normal step (ms)")
     p.add_argument("--out", default=str(HERE / "results" / "clock_calibration.json"))
     p.add_argument("--worker", help=argparse.SUPPRESS)
