@@ -103,17 +103,25 @@ def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compu
     return res
 
 
-def plot_heatmap(grid: np.ndarray, latencies_us: Sequence[float], slowdowns: Sequence[float], title: str,
-                 path: Path) -> Path:
-    import matplotlib
+def _save(fig, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    FigureCanvasAgg(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    return path
+
+
+def fig_heatmap(grid: np.ndarray, latencies_us: Sequence[float], slowdowns: Sequence[float], title: str):
+    """DPSGD's speed-up over SSGD, rows: straggler slowdown, columns: latency (a diverging map centred on 1)."""
     from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
 
     lo, hi = float(np.min(grid)), float(np.max(grid))
     norm = TwoSlopeNorm(vcenter=1.0, vmin=min(lo, 0.99), vmax=max(hi, 1.01))
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(latencies_us), 1.6 + 0.5 * len(slowdowns)))
+    fig = Figure(figsize=(1.6 + 0.8 * len(latencies_us), 1.8 + 0.45 * len(slowdowns)))
+    ax = fig.subplots()
     im = ax.imshow(grid, cmap="RdBu", norm=norm, origin="lower", aspect="auto")
     ax.set_xticks(range(len(latencies_us)), [f"{v:g}" for v in latencies_us])
     ax.set_yticks(range(len(slowdowns)), [f"{v:g}×" for v in slowdowns])
@@ -123,20 +131,17 @@ def plot_heatmap(grid: np.ndarray, latencies_us: Sequence[float], slowdowns: Seq
         for j in range(grid.shape[1]):
             ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(im, ax=ax, label="DPSGD speed-up over SSGD (>1: DPSGD faster)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_scaling(res: dict, title: str, path: Path) -> Path:
-    import matplotlib
+def fig_scaling(res: dict, title: str):
+    """Speed-up against n per topology (left) and the per-step times behind it (right)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    a1, a2 = fig.subplots(1, 2)
     ns = res["n"]
     for t, v in res["speedup"].items():
         a1.plot(ns, v, "o-", label=t)
@@ -146,15 +151,14 @@ def plot_scaling(res: dict, title: str, path: Path) -> Path:
     for a in (a1, a2):
         a.set_xscale("log", base=2)
         a.set_xlabel("learners n")
+        a.grid(True, alpha=0.3)
         a.legend(fontsize=8)
     a1.set_ylabel("DPSGD speed-up over SSGD")
     a2.set_ylabel("simulated time per step (ms)")
     a2.set_yscale("log")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 # ---- ddl clock ----------------------------------------------------------------------------------------------
@@ -221,7 +225,7 @@ def run_clock(args: argparse.Namespace) -> int:
                         args.topology, args.overlap, args.shared_nic, args.seed, progress=True)
     title = (f"{model_desc}, n={args.learners}, DPSGD on {args.topology}; compute {args.compute_ms:g} ms, "
              f"jitter σ={args.jitter:g}, stragglers p={args.straggler_prob:g}, {args.bandwidth_gbps:g} Gbit/s")
-    plot_heatmap(grid, args.latencies_us, args.slowdowns, title, out / "speedup_heatmap.png")
+    _save(fig_heatmap(grid, args.latencies_us, args.slowdowns, title), out / "speedup_heatmap.png")
     _write(out / "speedup_heatmap.json", {**common, "learners": args.learners, "topology": args.topology,
                                           "latencies_us": args.latencies_us, "slowdowns": args.slowdowns,
                                           "speedup": grid.tolist()})
@@ -230,7 +234,7 @@ def run_clock(args: argparse.Namespace) -> int:
                        args.seed, progress=True)
     title = (f"{model_desc}; compute {args.compute_ms:g} ms, σ={args.jitter:g}, stragglers p={args.straggler_prob:g}"
              f" × {args.straggler_slowdown:g}; {args.latency_us:g} µs, {args.bandwidth_gbps:g} Gbit/s")
-    plot_scaling(res, title, out / "speedup_vs_n.png")
+    _save(fig_scaling(res, title), out / "speedup_vs_n.png")
     _write(out / "speedup_vs_n.json", {**common, "latency_us": args.latency_us,
                                        "straggler_slowdown": args.straggler_slowdown, **res})
     print(f"wrote {out / 'speedup_heatmap.png'}, {out / 'speedup_vs_n.png'} (+ JSON)")
@@ -268,43 +272,75 @@ def clock_rows(runs: Sequence[tuple[str, Sequence[dict]]], target_error: float) 
     return rows
 
 
-def plot_against_clock(runs: Sequence[tuple[str, Sequence[dict]]], path: Path,
-                       target_error: float | None = None) -> Path | None:
-    """Training loss and test error against simulated wall clock, one line per run (same label, same colour).
+def common_target(runs: Sequence[Sequence[dict]]) -> float | None:
+    """The lowest test error every run reached: the largest of the runs' best test errors (None without data)."""
+    best = [min(1.0 - r["test_acc"] for r in m if "test_acc" in r) for m in runs if any("test_acc" in r for r in m)]
+    return max(best) if best else None
 
-    ``runs``: (label, metrics records) pairs, e.g. one per seed of each configuration.  Returns None (and
-    writes nothing) when no run carries ``sim_time_s``.
+
+def fig_against_clock(series: Sequence[tuple[str, str, Sequence[dict]]], target_error: float | None = None):
+    """Training loss and test error against simulated wall clock, one line per run, and the time each run took
+    to reach ``target_error`` (default: :func:`common_target`).
+
+    ``series``: (label, colour, metrics records) per run; runs of one label share a colour and a legend entry.
+    None when no run carries ``sim_time_s``.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not any("sim_time_s" in r for _, m in runs for r in m):
+    stamped = [(lab, col, [r for r in m if "sim_time_s" in r]) for lab, col, m in series]
+    stamped = [s for s in stamped if s[2]]
+    if not stamped:
         return None
+    if target_error is None:
+        target_error = common_target([m for _, _, m in stamped])
+    fig = Figure(figsize=(14, 4))
+    a1, a2, a3 = fig.subplots(1, 3)
+    seen: dict[str, list[float | None]] = {}
     colours: dict[str, str] = {}
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    for label, metrics in runs:
-        recs = [r for r in metrics if "sim_time_s" in r]
-        if not recs:
-            continue
-        first = label not in colours
-        colours.setdefault(label, f"C{len(colours) % 10}")
+    for label, colour, recs in stamped:
+        first = label not in seen
+        seen.setdefault(label, []).append(time_to_target(recs, target_error) if target_error is not None else None)
+        colours.setdefault(label, colour)
         t = [r["sim_time_s"] for r in recs]
         kw = {"color": colours[label], "label": label if first else None, "lw": 1.2}
         a1.plot(t, [r["train_loss"] for r in recs], **kw)
-        a2.plot(t, [1.0 - r["test_acc"] for r in recs], **kw)
-    if target_error is not None:
-        a2.axhline(target_error, color="grey", ls=":", lw=1, label=f"target {target_error:g}")
+        a2.plot(t, [100 * (1.0 - r["test_acc"]) for r in recs], **kw)
     a1.set_yscale("log")
     a1.set_ylabel("training loss")
-    a2.set_ylabel("test error")
+    a2.set_ylabel("test error (%)")
+    if target_error is not None:
+        a2.axhline(100 * target_error, color="grey", ls=":", lw=1, label=f"target {100 * target_error:.2f} %")
     for a in (a1, a2):
         a.set_xlabel("simulated wall clock (s)")
+        a.grid(True, alpha=0.3)
         a.legend(fontsize=8)
+    labels = list(seen)
+    for i, label in enumerate(labels):
+        reached = [v for v in seen[label] if v is not None]
+        if reached:
+            a3.bar(i, np.mean(reached), color=colours[label], alpha=0.7,
+                   yerr=np.std(reached, ddof=1) if len(reached) > 1 else None, capsize=4)
+            a3.plot([i] * len(reached), reached, "k.", ms=5)
+        missed = len(seen[label]) - len(reached)
+        if missed:
+            a3.text(i, 0, f"{missed} run(s) never\nreached it", ha="center", va="bottom", fontsize=7)
+    a3.set_xticks(range(len(labels)), labels, rotation=15, ha="right", fontsize=7)
+    a3.set_ylabel("simulated time to reach the target (s)")
+    a3.set_title("time to target test error" + (f" ≤ {100 * target_error:.2f} %" if target_error is not None else ""),
+                 fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def fig_clock(groups) -> object | None:
+    """The comparison report's clock figure: :func:`fig_against_clock` over the groups' runs (``groups``: the
+    report's groups, each with ``label``, ``color`` and ``runs`` carrying ``metrics``)."""
+    return fig_against_clock([(g.label, g.color, r.metrics) for g in groups for r in g.runs])
+
+
+def plot_against_clock(runs: Sequence[tuple[str, Sequence[dict]]], path: Path,
+                       target_error: float | None = None) -> Path | None:
+    """:func:`fig_against_clock` for (label, metrics) pairs, saved as a PNG at ``path`` (None: nothing to plot)."""
+    colours = {lab: f"C{i % 10}" for i, lab in enumerate(dict.fromkeys(lab for lab, _ in runs))}
+    fig = fig_against_clock([(lab, colours[lab], m) for lab, m in runs], target_error)
+    return None if fig is None else _save(fig, path)

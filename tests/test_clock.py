@@ -377,7 +377,7 @@ def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, 
 
 
 def test_time_to_target_and_curves_against_the_clock(tmp_path):
-    from ddl.clock_figures import clock_rows, plot_against_clock, time_to_target
+    from ddl.clock_figures import clock_rows, common_target, plot_against_clock, time_to_target
 
     recs = [{"step": 10, "sim_time_s": 1.0, "test_acc": 0.80, "train_loss": 0.9},
             {"step": 20, "sim_time_s": 2.5, "test_acc": 0.93, "train_loss": 0.4},
@@ -391,3 +391,6 @@ def test_time_to_target_and_curves_against_the_clock(tmp_path):
     assert png.stat().st_size > 1000
     assert plot_against_clock([("SSGD", [{"test_acc": 0.5, "train_loss": 1.0}])], tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+    # the default target is the lowest test error every run reached (run 2's best is 20 %)
+    assert common_target([recs, recs[:1]]) == pytest.approx(0.20)
+    assert common_target([[{"train_loss": 1.0}]]) is None
