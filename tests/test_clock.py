@@ -39,6 +39,12 @@ class AlternatingPeer:
         return [a, (a + (1 if step % 2 == 0 else 3)) % self.n]
 
 
+class AlternatingWithPeriod(AlternatingPeer):
+    """The same graph declaring its period, so the clock caches one table per phase."""
+
+    period = 2
+
+
 class Uneven:
     """A static directed graph on 7 learners with unequal in- and out-degrees (learner 0 feeds everyone)."""
 
@@ -197,12 +203,13 @@ def test_complete_graph_mixes_by_all_reduce_like_ssgd():
 
 @pytest.mark.parametrize("shared_nic", [True, False])
 @pytest.mark.parametrize("overlap", [True, False])
-@pytest.mark.parametrize("topo_kind", ["ring", "alternating", "uneven"])
+@pytest.mark.parametrize("topo_kind", ["ring", "alternating", "alternating-period", "uneven"])
 def test_dpsgd_recursion_matches_event_simulation(overlap, topo_kind, shared_nic):
     n, steps = 7, 25
     rng = np.random.default_rng(11)
     c = 1e-3 * np.exp(rng.normal(0, 0.8, (steps, n)))  # wide spread so that messages and compute both bind
-    topo = {"ring": HandRing(n), "alternating": AlternatingPeer(n), "uneven": Uneven()}[topo_kind]
+    topo = {"ring": HandRing(n), "alternating": AlternatingPeer(n), "alternating-period": AlternatingWithPeriod(n),
+            "uneven": Uneven()}[topo_kind]
     want = event_oracle_dpsgd(c, topo, overlap, shared_nic)
     got = history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=topo, overlap=overlap, shared_nic=shared_nic), c)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
