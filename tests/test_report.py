@@ -171,7 +171,7 @@ def test_cli_and_runs_missing_parts(runs, tmp_path, capsys):
 
     assert main(["compare", str(bare), "--out", str(out), "--title", "bare run"]) == 0
     assert str(out / "report.html") in capsys.readouterr().out
-    assert {p.stem for p in out.glob("*.png")} == {"curves", "final"}
+    assert {p.stem for p in out.glob("*.png")} == {"curves", "final", "clock"}
     md = (out / "report.md").read_text()
     assert md.startswith("# bare run")
     assert f"ddl analyze {bare}" in md and "--measure-noise" in md
