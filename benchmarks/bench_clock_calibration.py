@@ -3,7 +3,7 @@
 K ranks (one learner each) run the project's own SSGD / DPSGD step (``Trainer.algo.step``: the real all-reduce or
 neighbour exchange over gloo) on an MLP; each rank sleeps a scheduled time inside its gradient computation
 (the injected compute spread: a permanent straggler, or the clock's own log-normal + straggler draws).  The
-sleep is injected by wrapping this process's ``LearnerCompute`` methods — no training flag, nothing in ddl
+sleep is injected by wrapping this process's ``LearnerGradients`` methods — no training flag, nothing in ddl
 changes.  Every rank records when each step starts and ends (``time.perf_counter``: CLOCK_MONOTONIC, one
 clock for all processes of the machine) and how long it waited for communication.
 
@@ -97,7 +97,7 @@ def _ping_pong(comm, nbytes: int, repeats: int) -> float:
 def _instrument(trainer, comm, sleeps: np.ndarray, rank: int, state: dict) -> None:
     """Sleep the scheduled time inside the gradient; time the communication waits.  Both wrap this process's
     objects only: the algorithm's real all-reduce / exchange still runs."""
-    compute = trainer.compute
+    compute = trainer.gradients
     for name in ("grads", "sum_grads_shared"):
         orig = getattr(compute, name)
 
