@@ -57,8 +57,25 @@ def default_topologies() -> list[str]:
     return names if len(names) > 1 else [*names, "complete"]
 
 
-def _progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+class _Progress:
+    """A tqdm bar on a terminal, plain lines otherwise (logs, CI)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.enabled, self.desc, self.total, self.done = enabled, desc, total, 0
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, dynamic_ncols=True)
+
+    def update(self, what: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if self.done == self.total:
+                self.bar.close()
+        elif self.enabled:
+            print(f"{self.desc}: {what} done ({self.done}/{self.total})", file=sys.stderr, flush=True)
 
 
 def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_prob: float,
@@ -70,6 +87,7 @@ def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_
 
     topo = make_topology(topology, n)
     out = np.empty((len(slowdowns), len(latencies_s)))
+    bar = _Progress(len(slowdowns), "heatmap", progress)
     for i, s in enumerate(slowdowns):
         cm = ComputeModel(compute_s, jitter, straggler_prob if s > 1 else 0.0, s)
         for j, lat in enumerate(latencies_s):
@@ -77,8 +95,7 @@ def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_
             t_ss = simulate("ssgd", n, steps, cm, net, message_bytes, seed=seed)
             t_dp = simulate("dpsgd", n, steps, cm, net, message_bytes, topo, overlap, seed, shared_nic)
             out[i, j] = t_ss / t_dp
-        if progress:
-            _progress(f"heatmap: slowdown {s:g} done ({i + 1}/{len(slowdowns)})")
+        bar.update(f"slowdown {s:g}")
     return out
 
 
@@ -90,6 +107,7 @@ def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compu
 
     res: dict = {"n": list(ns), "ssgd_step_s": [], "dpsgd_step_s": {t: [] for t in topologies},
                  "speedup": {t: [] for t in topologies}}
+    bar = _Progress(len(ns), "speed-up against n", progress)
     for n in ns:
         t_ss = simulate("ssgd", n, steps, compute, network, message_bytes, seed=seed)
         res["ssgd_step_s"].append(t_ss / steps)
@@ -98,8 +116,7 @@ def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compu
                             shared_nic)
             res["dpsgd_step_s"][t].append(t_dp / steps)
             res["speedup"][t].append(t_ss / t_dp)
-        if progress:
-            _progress(f"scaling: n = {n} done")
+        bar.update(f"n = {n}")
     return res
 
 
