@@ -1,4 +1,4 @@
-"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``demo``.
+"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``clock``, ``demo``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig` and analysis flags from
 :class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.flags`), so the CLI, config files and the Python
@@ -49,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  torchrun --nproc-per-node 2 -m ddl.cli train --backend torchrun --algo ssgd --learners 16\n"
         "  ddl analyze runs/dp --layer fc2\n"
         "  ddl compare runs/ssgd runs/dp --out runs/report\n"
+        "  ddl clock --model resnet18 --learners 16 --out runs/clock\n"
         "  ddl demo --out runs/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,demo}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,clock,demo}",
                                 parser_class=_Parser)
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="SSGD-vs-DPSGD report (HTML, Markdown, PNG) over several runs")
     add_compare_arguments(cmp_)
     cmp_.set_defaults(func=run_compare)
+
+    from ddl.clock_figures import add_clock_arguments, run_clock
+
+    clk = sub.add_parser("clock", help="simulated wall clock: DPSGD's speed-up over SSGD against latency, "
+                         "stragglers and n (no training)")
+    add_clock_arguments(clk)
+    clk.set_defaults(func=run_clock)
 
     demo = sub.add_parser("demo", help="SSGD vs DPSGD on the embedded MNIST-5k, then analysis")
     demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report")

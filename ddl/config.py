@@ -126,6 +126,20 @@ class TrainConfig:
                           "configuration (only stopping and execution flags may change)", "execution")
     ray_max_restarts: int = _field(2, "ray: restart the actors up to N times after one dies, resuming from the "
                                    "last checkpoint (torchrun: use torchrun's own --max-restarts)", "execution")
+    # ---- the simulated wall clock (docs/clock.md): stamps records with sim_time_s, never changes the maths
+    clock: bool = _field(True, "simulate the run's wall-clock time on a cluster (sim_time_s in metrics and summary)",
+                         "execution")
+    compute_ms: float | None = _field(None, "clock: one learner's compute time per step in ms (default: measured "
+                                      "from this run's own step time)", "execution")
+    jitter: float = _field(0.1, "clock: σ of the log-normal per-step compute-time factor (mean 1)", "execution")
+    straggler_prob: float = _field(0.02, "clock: probability that a learner's step is a straggler's", "execution")
+    straggler_slowdown: float = _field(3.0, "clock: a straggling step takes this many times longer", "execution")
+    latency_us: float = _field(50.0, "clock: link latency α in µs (default: 10 GbE through one switch)", "execution")
+    bandwidth_gbps: float = _field(10.0, "clock: link bandwidth β in Gbit/s (default: 10 GbE)", "execution")
+    clock_overlap: bool = _field(True, "clock: DPSGD sends its weights when a step starts, overlapping the gradient "
+                                 "(--no-clock-overlap: sends after it)", "execution")
+    clock_shared_nic: bool = _field(True, "clock: a learner's messages of one step share its link (degree d costs "
+                                    "d transfers; --no-clock-shared-nic: one link per message)", "execution")
 
     def validate(self) -> TrainConfig:
         """Check every field's type, finiteness and range; the first problem is one :class:`ConfigError` line
@@ -145,7 +159,22 @@ class TrainConfig:
                     _check_range(name, x, lo, lo_open, hi, hi_open)
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
+        self._validate_clock()
         return self
+
+    def _validate_clock(self) -> None:
+        if self.compute_ms is not None and not self.compute_ms > 0:
+            raise ConfigError(f"--compute-ms: must be > 0, got {self.compute_ms}")
+        if not self.jitter >= 0:
+            raise ConfigError(f"--jitter: must be ≥ 0, got {self.jitter}")
+        if not 0 <= self.straggler_prob <= 1:
+            raise ConfigError(f"--straggler-prob: must be in [0, 1], got {self.straggler_prob}")
+        if not self.straggler_slowdown >= 1:
+            raise ConfigError(f"--straggler-slowdown: must be ≥ 1, got {self.straggler_slowdown}")
+        if not self.latency_us >= 0:
+            raise ConfigError(f"--latency-us: must be ≥ 0, got {self.latency_us}")
+        if not self.bandwidth_gbps > 0:
+            raise ConfigError(f"--bandwidth-gbps: must be > 0, got {self.bandwidth_gbps}")
 
     @property
     def total_batch(self) -> int:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
+from ddl.clock import RunClock
 from ddl.comm import Collective, SimCollective
 from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset
@@ -94,6 +95,9 @@ class Trainer:
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
         self.topology = topology if self.algo.uses_topology else None
+        # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
+        self.clock = RunClock(cfg, self.spec.numel, topology, self.comm.m) \
+            if self.comm.is_main and RunClock.applies(cfg) else None
         m = self.comm.m
         w0 = self.spec.flatten(self.model)  # every learner starts from the same initial weights
         bufs = self.spec.buffers(self.model)
@@ -182,6 +186,7 @@ class Trainer:
             elapsed, last = float(ck["elapsed"]), (self._reopen_out(ck) if main else {})
         t0 = time.perf_counter() - elapsed
         status = "max_epochs"
+        algo_s, steps_timed = 0.0, 0  # this worker's time in algorithm steps (the clock's measured base)
         step = self.state.step
         bar = tqdm(total=total, initial=step, disable=not (main and cfg.progress),
                    desc=f"{cfg.algo} n={cfg.learners}", unit="step", dynamic_ncols=True)
@@ -200,12 +205,15 @@ class Trainer:
                 rec = self.noise.measure(step, self.state.W, self.state.buffers, w_bar, bufs_bar, xs, ys)
                 if main:
                     append_jsonl(self.out / "noise.jsonl", rec)
+            t_step = time.perf_counter()
             losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, steps_per_epoch))
             step = self.state.step
             if first_bad == math.inf and not bool(torch.isfinite(losses).all()):
                 first_bad = step - 1
                 i = int(torch.nonzero(~torch.isfinite(losses.detach()))[0, 0])
                 bad_learner, bad_loss = comm.learners[i], float(losses[i])
+            algo_s += time.perf_counter() - t_step
+            steps_timed += 1
             loss_acc += losses.detach().double().sum().cpu()
             n_acc += losses.numel()
             bar.update(1)
@@ -230,6 +238,8 @@ class Trainer:
                 if main:
                     rec = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "minibatch_loss": mb, **rec,
                            "time": time.perf_counter() - t0}
+                    if self.clock is not None:
+                        rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
                     last = rec
                     append_jsonl(self.out / "metrics.jsonl", rec)
                     bar.set_postfix(loss=f"{rec['train_loss']:.3g}", test_acc=f"{rec['test_acc']:.4f}")
@@ -281,6 +291,8 @@ class Trainer:
         extra = {}
         if self.noise is not None and getattr(self.noise, "_v0", None) is not None:
             extra["noise_v0"] = self.noise._v0.detach().cpu()
+        if self.clock is not None and self.clock.base_s is not None:
+            extra["clock_base_s"] = self.clock.base_s  # a measured base must survive a restart
         state = {
             "format": 1, "step": self.state.step, "config": self.cfg.to_dict(), "world": comm.world,
             "weights": W_all.cpu(), "buffers": {k: v.cpu() for k, v in B_all.items()},
@@ -348,6 +360,8 @@ class Trainer:
         if ck["momentum"] is not None:
             self.state.momentum = ck["momentum"][lo:hi].to(self.device, self.dtype).contiguous()
         self.state.step = step
+        if self.clock is not None:
+            self.clock.restore(ck["extra"].get("clock_base_s"))
         if self.noise is not None and "noise_v0" in ck["extra"]:
             self.noise._v0 = ck["extra"]["noise_v0"].to(self.device)
         if comm.is_main:
@@ -457,6 +471,9 @@ class Trainer:
             "steps_per_epoch": self.stream.steps_per_epoch,
             "spectral_gap": self.topology.spectral_gap if self.topology is not None else None,
         }
+        if self.clock is not None:
+            summary["sim_time_s"] = self.clock.at(result.steps, 0.0, 0) if self.clock.clock else None
+            summary["clock"] = self.clock.describe()
         write_json(self.out / "summary.json", summary)
 
 

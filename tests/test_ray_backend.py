@@ -18,7 +18,8 @@ from ddl.config import ConfigError, TrainConfig  # noqa: E402
 from ddl.drivers.ray_cluster import RayWorkers  # noqa: E402
 from ddl.train import train  # noqa: E402
 
-TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, progress=False)
+TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, progress=False,
+            compute_ms=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,9 @@ def test_ray_actors_reproduce_simulator(pool, tmp_path, algo):
         assert (w - w.mean(0)).abs().max() > 1e-5
     world = json.loads((res.out / "config.json").read_text())["world"]
     assert world == {"backend": "ray", "workers": 4, "device": "cpu"}
+    # the simulated clock depends on config + seed only: the same stamp as the simulator's run
+    sim_time = json.loads((tmp_path / "sim" / "summary.json").read_text())["sim_time_s"]
+    assert json.loads((res.out / "summary.json").read_text())["sim_time_s"] == sim_time > 0
 
 
 def test_ray_actors_reproduce_simulator_on_every_sparse_topology(pool, tmp_path):

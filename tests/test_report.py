@@ -23,7 +23,8 @@ from ddl.report.stats import run_numbers
 from ddl.report.verdict import verdict
 from ddl.train import train
 
-FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness")
+FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness",
+           "clock")
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,9 @@ def test_report_files_and_numbers_match_the_runs(runs, report):
         assert math.isclose(_value(cell), 1 - f["test_acc"], abs_tol=5e-5)
     assert nums["missing"] == []
     assert any("DPSGD" in v for v in nums["verdict"])
+    for r in nums["runs"]:  # the simulated clock's total, from each run's summary
+        want = json.loads((Path(r["path"]) / "summary.json").read_text())["sim_time_s"]
+        assert r["numbers"]["sim_time_s"] == pytest.approx(want, rel=1e-12) and want > 0
 
 
 def test_html_is_self_contained(report):
@@ -167,7 +171,7 @@ def test_cli_and_runs_missing_parts(runs, tmp_path, capsys):
 
     assert main(["compare", str(bare), "--out", str(out), "--title", "bare run"]) == 0
     assert str(out / "report.html") in capsys.readouterr().out
-    assert {p.stem for p in out.glob("*.png")} == {"curves", "final"}
+    assert {p.stem for p in out.glob("*.png")} == {"curves", "final", "clock"}
     md = (out / "report.md").read_text()
     assert md.startswith("# bare run")
     assert f"ddl analyze {bare}" in md and "--measure-noise" in md

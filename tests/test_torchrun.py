@@ -14,7 +14,7 @@ from ddl.config import ConfigError, TrainConfig
 from ddl.train import train
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3)
+TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, compute_ms=2.0)
 
 
 def _flags(**kw) -> list[str]:
@@ -59,6 +59,9 @@ def test_torchrun_reproduces_simulator(tmp_path, algo, ranks, learners):
                      "checkpoints/state-000000000.pt", "checkpoints/state-000000010.pt", "config.json",
                      "metrics.jsonl", "summary.json"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    # the simulated clock depends on config + seed only: the same stamp as the simulator's run
+    sim_summary = json.loads((tmp_path / f"sim-{algo}-{learners}" / "summary.json").read_text())
+    assert json.loads((out / "summary.json").read_text())["sim_time_s"] == sim_summary["sim_time_s"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="nccl is available on this machine")

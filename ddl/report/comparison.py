@@ -51,6 +51,7 @@ GROUP_ROWS = (
     ("noise_sharpness_corr", "corr(log noise, log λ_max) (SSGD: ‖ξ‖², DPSGD: ‖η_DP‖²)", "num"),
     ("steps", "steps", "num"),
     ("wall_time_s", "training wall time (s)", "num"),
+    ("sim_time_s", "simulated wall clock (s)", "num"),
 )
 RUN_COLUMNS = (
     ("steps", "steps", "int"),

@@ -32,6 +32,7 @@ from analysis.figures import (
     plot_band,
     sharpness_points,
 )
+from ddl.clock_figures import fig_clock
 from ddl.report.groups import Group
 from ddl.report.runs import noise_series
 from ddl.report.stats import Band, direction_band, metric_band, noise_band, run_numbers
@@ -325,6 +326,10 @@ class ReportFigure:
         return [f"{g.label}: {self.lacks}" for g in groups if not self.has_data(g)]
 
 
+def _has_clock(g: Group) -> bool:
+    return any("sim_time_s" in rec for r in g.runs for rec in r.metrics)
+
+
 def _has_duality(g: Group) -> bool:
     return bool(g.dualities())
 
@@ -389,5 +394,14 @@ FIGURES: tuple[ReportFigure, ...] = (
         "noise_sharpness", fig_noise_sharpness, "Noise against sharpness (paper Fig. 6A)",
         "Every measurement of every seed: noise strength against λ_max at that moment. Look for DPSGD's extra "
         "noise ‖η_DP‖² rising with λ_max: the noise is larger where the landscape is sharper.",
+    ),
+    ReportFigure(
+        "clock", fig_clock, "Against simulated wall clock",
+        "Training loss and test error of every run against the simulated time its steps would take on the "
+        "cluster the run's clock flags describe (docs/clock.md), and the simulated time each run needed to reach "
+        "the lowest test error every run reached (bars: mean ± std over seeds, dots: seeds). Look for which "
+        "algorithm gets there first: DPSGD's cheaper steps against the extra steps it may need.",
+        "no run has simulated time: train with the clock on (the default; `--clock`)",
+        "no simulated time (trained with `--no-clock`)", _has_clock,
     ),
 )  # fmt: skip

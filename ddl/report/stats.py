@@ -32,6 +32,7 @@ def _final_numbers(run: RunData) -> dict[str, float]:
         "steps": float(run.summary.get("steps", f.get("step", nan))),
         "epochs": float(run.summary.get("epochs", f.get("epoch", nan))),
         "wall_time_s": float(run.summary.get("wall_time_s", f.get("time", nan))),
+        "sim_time_s": as_float(run.summary.get("sim_time_s", f.get("sim_time_s"))),
         "train_loss": as_float(f.get("train_loss")),
         "test_loss": as_float(f.get("test_loss")),
         "train_err": 1.0 - as_float(f.get("train_acc")),
