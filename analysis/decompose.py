@@ -31,7 +31,7 @@ from analysis.layer import build_upper, capture, resolve_layer
 from analysis.pairs import nearest_same_label
 from analysis.progress import Stages
 from analysis.result import DualityResult
-from analysis.stats import SPLIT_BY, SPLIT_RULES, check_split, direction_stats, sharp_mask
+from analysis.stats import DEFAULT_SPLIT, SPLIT_BY, SPLIT_RULES, check_split, direction_stats, sharp_mask
 
 PAIR_SPACES = ("input", "layer")
 HESSIANS = ("auto", "kron", "ggn", "autograd")
@@ -91,7 +91,9 @@ class DecomposeOptions:
     dense_max: int = _opt(12000, "largest layer (parameters) diagonalised densely by eigensolver=auto")
     include_bias: bool = _opt(False, "put the layer's bias in the Hessian, after the weights (default: the paper's "
                               "weights-only Hessian; the bias still acts as a constant)")
-    split: str = _opt("steepest", "sharp/flat rule", SPLIT_RULES)
+    split: str = _opt(DEFAULT_SPLIT, "sharp/flat rule: count = the leading n directions in eigenvalue order, top = "
+                      "the n with the largest σ_g (the reference code's), steepest = at the steepest drop, fraction "
+                      "= holding a fraction of the mass (docs/theory.md)", SPLIT_RULES)
     split_value: float | None = _opt(None, "steepest: search window fraction (0.5); count and top: n_sharp (10); "
                                      "fraction: mass (0.9)")
     split_by: str = _opt("sigma_g", "spectrum the split rule reads", SPLIT_BY)

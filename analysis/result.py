@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.io import atomic_write, write_json
-from analysis.stats import SPLIT_DEFAULTS, sharp_mask
+from analysis.stats import DEFAULT_SPLIT, SPLIT_DEFAULTS, sharp_mask
 
 FORMAT_VERSION = 1
 
@@ -73,7 +73,7 @@ class DualityResult:
     hessian: str = ""
     eigensolver: str = ""
     upper: str = ""
-    split_rule: str = "steepest"
+    split_rule: str = DEFAULT_SPLIT
     split_by: str = "sigma_g"
     split_value: float | None = None
     dtype: str = "float64"
@@ -114,7 +114,7 @@ class DualityResult:
         """Which directions (eigenvalue order) are the sharp ones under this result's split rule."""
         return sharp_mask(self.eigenvalues, self.sigma_g, self.split_rule, self.split_value, self.split_by)
 
-    def with_split(self, rule: str = "steepest", value: float | None = None, by: str = "sigma_g") -> DualityResult:
+    def with_split(self, rule: str = DEFAULT_SPLIT, value: float | None = None, by: str = "sigma_g") -> DualityResult:
         """A copy with the sharp/flat split recomputed by another rule."""
         mask = sharp_mask(self.eigenvalues, self.sigma_g, rule, value, by)
         c = self.contributions

@@ -69,7 +69,8 @@ class TrainConfig:
     lr_gamma: float = _field(0.1, "decay factor of the step schedule", "algorithm")
     warmup_epochs: float = _field(0.0, "linear learning-rate warm-up length in epochs", "algorithm")
     # ---- stopping and evaluation
-    epochs: int = _field(100, "maximum number of epochs", "stopping")
+    epochs: int = _field(1000, "maximum number of epochs (the authors' cap; training normally ends earlier at the "
+                         "--stop-loss rule, as theirs does)", "stopping")
     stop_loss: float | None = _field(1e-3, "stop once training loss < this and training accuracy ≥ --stop-acc",
                                      "stopping")
     stop_acc: float = _field(0.99, "training accuracy required by the loss stop rule", "stopping")
