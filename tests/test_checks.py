@@ -52,3 +52,17 @@ def test_unconverged_lanczos_prints_a_warning_and_is_recorded(run_dir, tmp_path,
     assert len(lines) == 1 and "fc2: Lanczos residual" in lines[0] and "exceeds its threshold" in lines[0]
     doc = json.loads((out / "duality.json").read_text())
     assert [f["name"] for f in doc["meta"]["failed_checks"]] == ["lanczos_residual"]
+
+
+def test_dropout_and_label_noise_run_through_to_a_clean_analysis(tmp_path):
+    """Training with dropout and label noise, then the analysis: the Hessian and the partners use the correctly
+    labelled samples only, and every exactness check passes."""
+    from ddl.config import TrainConfig
+    from ddl.train import train
+
+    out = tmp_path / "noisy"
+    train(TrainConfig(algo="dpsgd", learners=4, batch_size=10, lr=0.2, epochs=1, dropout=0.2, label_noise=0.2,
+                      train_per_class=20, test_per_class=5, progress=False, out=str(out)))
+    res = analyze_run(out, layer="fc2", progress=False, verbose=False)
+    assert res.n_train == 200 and res.n_test == 50  # 20 clean per class; 250 trained on
+    assert failed_checks(res) == [] and res.decomposition_error < 1e-12

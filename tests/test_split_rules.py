@@ -65,3 +65,20 @@ def test_decompose_with_top_rule_records_it():
     assert res.sharp_gap == pytest.approx(res.contributions[mask].sum(), abs=1e-15)
     assert res.sharp_gap + res.flat_gap + res.mean_gap == pytest.approx(res.pairwise_gap, abs=1e-12)
     assert "top on sigma_g" in res.summary()
+
+
+def test_contributions_figure_marks_non_leading_sharp_directions():
+    from analysis.figures import plot_contributions
+
+    K = 8
+    res = DualityResult(
+        eigenvalues=np.linspace(8, 1, K), sigma_g=np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.1, 0.1, 0.1]),
+        sigma_w=np.ones(K), rho=np.ones(K), mean_g=np.zeros(K), mean_w=np.zeros(K),
+        contributions=np.linspace(0.01, 0.08, K), mean_terms=np.zeros(K), pairwise_gap=0.36, true_gap=0.3,
+        sharp_gap=0.0, flat_gap=0.0, n_sharp=0,
+    )
+    top = plot_contributions(res.with_split("top", 3))
+    rings = [c for c in top.axes[0].collections if len(c.get_offsets()) == 3]
+    assert len(rings) == 1 and sorted(rings[0].get_offsets()[:, 0].tolist()) == [1, 3, 5]  # 1-based k
+    lead = plot_contributions(res.with_split("count", 3))
+    assert not lead.axes[0].collections and any(ln.get_xdata()[0] == 3.5 for ln in lead.axes[0].lines[1:])
