@@ -17,11 +17,15 @@ demo: $(BIN)/ddl
 test: $(BIN)/ddl chromium
 	$(BIN)/python -m pytest -q tests
 
-# The report test renders the HTML in headless Chromium (Debian's package); install it when we can.
+# The report test renders the HTML in headless Chromium (Debian's package) and fails without it: install it here,
+# or stop with an error that says why (the test suite must not silently lose that test).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
-	   apt-get install -y -q chromium >/dev/null 2>&1)); } || echo "chromium unavailable: report rendering test will skip"
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  { [ "$$(id -u)" = 0 ] || { echo "make chromium: chromium is missing and installing it needs root (apt-get install chromium)" >&2; exit 1; }; } && \
+	  { command -v apt-get >/dev/null 2>&1 || { echo "make chromium: chromium is missing and there is no apt-get to install it" >&2; exit 1; }; } && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	    { echo "make chromium: apt-get could not install chromium" >&2; exit 1; }; } && \
+	  { command -v chromium >/dev/null 2>&1 || { echo "make chromium: chromium installed but not on PATH" >&2; exit 1; }; }; }
 
 lint: $(BIN)/ddl
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ from analysis.layer import build_upper, capture, resolve_layer
 from analysis.pairs import nearest_same_label
 from analysis.progress import Stages
 from analysis.result import DualityResult
-from analysis.stats import SPLIT_BY, SPLIT_RULES, check_split, direction_stats, split_sharp_flat
+from analysis.stats import DEFAULT_SPLIT, SPLIT_BY, SPLIT_RULES, check_split, direction_stats, sharp_mask
 
 PAIR_SPACES = ("input", "layer")
 HESSIANS = ("auto", "kron", "ggn", "autograd")
@@ -89,9 +89,12 @@ class DecomposeOptions:
     top_k: int | None = _opt(None, f"directions kept (Lanczos default {DEFAULT_TOP_K}); the rest of the gap is "
                              "reported as the exact residual")
     dense_max: int = _opt(12000, "largest layer (parameters) diagonalised densely by eigensolver=auto")
-    include_bias: bool = _opt(True, "put the layer's bias in the Hessian, after the weights")
-    split: str = _opt("steepest", "sharp/flat rule", SPLIT_RULES)
-    split_value: float | None = _opt(None, "steepest: search window fraction (0.5); count: n_sharp (10); "
+    include_bias: bool = _opt(False, "put the layer's bias in the Hessian, after the weights (default: the paper's "
+                              "weights-only Hessian; the bias still acts as a constant)")
+    split: str = _opt(DEFAULT_SPLIT, "sharp/flat rule: count = the leading n directions in eigenvalue order, top = "
+                      "the n with the largest σ_g (the reference code's), steepest = at the steepest drop, fraction "
+                      "= holding a fraction of the mass (docs/theory.md)", SPLIT_RULES)
+    split_value: float | None = _opt(None, "steepest: search window fraction (0.5); count and top: n_sharp (10); "
                                      "fraction: mass (0.9)")
     split_by: str = _opt("sigma_g", "spectrum the split rule reads", SPLIT_BY)
     dtype: str = _opt("float64", "compute dtype from the layer upward", ("float64", "float32"))
@@ -144,7 +147,8 @@ def decompose(
             ``ggn`` (exact where every module above is piecewise linear), ``autograd`` or ``auto``;
             ``eigensolver`` ``dense``/``lanczos``/``auto`` — with fewer directions than parameters the rest of
             the gap is the exact ``residual_gap``; ``include_bias`` puts the bias in the Hessian after the
-            weights, θ = [W.flat, b] (the dual bias change is zero either way); ``split*`` the sharp/flat rule
+            weights, θ = [W.flat, b]; the default is the paper's weights-only Hessian, θ = W.flat (the dual bias
+            change is zero either way, so only the eigenbasis differs); ``split*`` the sharp/flat rule
             (:mod:`analysis.stats`); ``dtype`` the compute dtype from the layer upward (float64 default; float32
             about twice as fast, identities then hold to float32 precision).
         progress: show a progress bar over the stages (or a :class:`analysis.progress.Stages` to report to).
@@ -330,8 +334,8 @@ def _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, stages: Stages,
     with stages.stage("stats"):
         st = direction_stats(wproj, scale, min(opts.max_elements, 1 << 24))
         del wproj
-        n_sharp = split_sharp_flat(evals.cpu().double().numpy(), st.sigma_g.cpu().double().numpy(),
-                                   opts.split, opts.split_value, opts.split_by)  # fmt: skip
+        sharp = torch.as_tensor(sharp_mask(evals.cpu().double().numpy(), st.sigma_g.cpu().double().numpy(),
+                                           opts.split, opts.split_value, opts.split_by), device=st.sigma_g.device)
         contrib = st.contributions
         pairwise = float(delta_loss.mean())
         mean_gap = float(st.mean_terms.sum())
@@ -345,8 +349,8 @@ def _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, stages: Stages,
         mean_g=np64(st.mean_g), mean_w=np64(st.mean_w), contributions=np64(contrib),
         mean_terms=np64(st.mean_terms),
         pairwise_gap=pairwise, true_gap=float(loss_te.mean() - loss_tr.mean()),
-        sharp_gap=float(contrib[:n_sharp].sum()), flat_gap=float(contrib[n_sharp:].sum()) + residual,
-        n_sharp=n_sharp, mean_gap=mean_gap, residual_gap=residual,
+        sharp_gap=float(contrib[sharp].sum()), flat_gap=float(contrib[~sharp].sum()) + residual,
+        n_sharp=int(sharp.sum()), mean_gap=mean_gap, residual_gap=residual,
         train_loss=float(loss_tr.mean()), test_loss=float(loss_te.mean()),
         decomposition_error=abs(total - pairwise), duality_check_error=logits_error, duality_loss_error=loss_error,
         layer=name, layer_shape=(d, m), has_bias=lin.bias is not None, bias_in_hessian=layer.with_bias,

@@ -158,8 +158,12 @@ def plot_contributions(results, labels: Sequence[str] | None = None, path=None) 
         (line,) = ax1.plot(k, r.contributions, lw=1, marker="." if r.n_directions <= 200 else None,
                            label=lab)  # fmt: skip
         ax2.plot(k, np.cumsum(r.contributions), lw=1.5, color=line.get_color(), label=lab)
-        for ax in (ax1, ax2):
-            mark_split(ax, r.n_sharp, line.get_color(), ls="--", lw=1)
+        mask = r.sharp_mask()
+        if mask[: r.n_sharp].all():  # a leading block: a line between it and the flat rest
+            for ax in (ax1, ax2):
+                mark_split(ax, r.n_sharp, line.get_color(), ls="--", lw=1)
+        else:  # e.g. the reference's top-σ_g rule: ring the sharp directions wherever they are
+            ax1.scatter(k[mask], r.contributions[mask], s=40, facecolors="none", edgecolors=line.get_color(), lw=1)
         ax2.annotate(
             f"{lab}: sharp ({r.n_sharp}) {r.sharp_gap:.3g}, flat {r.flat_gap:.3g}\n"
             f"pair-wise gap {r.pairwise_gap:.3g}, true gap {r.true_gap:.3g}",

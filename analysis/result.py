@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.io import atomic_write, write_json
-from analysis.stats import SPLIT_DEFAULTS, split_sharp_flat
+from analysis.stats import DEFAULT_SPLIT, SPLIT_DEFAULTS, sharp_mask
 
 FORMAT_VERSION = 1
 
@@ -73,7 +73,7 @@ class DualityResult:
     hessian: str = ""
     eigensolver: str = ""
     upper: str = ""
-    split_rule: str = "steepest"
+    split_rule: str = DEFAULT_SPLIT
     split_by: str = "sigma_g"
     split_value: float | None = None
     dtype: str = "float64"
@@ -110,20 +110,28 @@ class DualityResult:
         out["size"] = self.size
         return out
 
-    def with_split(self, rule: str = "steepest", value: float | None = None, by: str = "sigma_g") -> DualityResult:
+    def sharp_mask(self) -> np.ndarray:
+        """Which directions (eigenvalue order) are the sharp ones under this result's split rule."""
+        return sharp_mask(self.eigenvalues, self.sigma_g, self.split_rule, self.split_value, self.split_by)
+
+    def with_split(self, rule: str = DEFAULT_SPLIT, value: float | None = None, by: str = "sigma_g") -> DualityResult:
         """A copy with the sharp/flat split recomputed by another rule."""
-        n = split_sharp_flat(self.eigenvalues, self.sigma_g, rule, value, by)
+        mask = sharp_mask(self.eigenvalues, self.sigma_g, rule, value, by)
         c = self.contributions
         return dataclasses.replace(
-            self, n_sharp=n, sharp_gap=float(c[:n].sum()), flat_gap=float(c[n:].sum()) + self.residual_gap,
+            self, n_sharp=int(mask.sum()), sharp_gap=float(c[mask].sum()),
+            flat_gap=float(c[~mask].sum()) + self.residual_gap,
             split_rule=rule, split_by=by, split_value=SPLIT_DEFAULTS[rule] if value is None else value,
         )  # fmt: skip
 
     def summary(self, top: int = 10) -> str:
         """A few human-readable lines."""
+        bias = ""
+        if self.has_bias:
+            bias = " + bias (in the Hessian)" if self.bias_in_hessian else " + bias (Hessian: weights only)"
         lines = [
-            f"layer {self.layer} {self.layer_shape[0]}x{self.layer_shape[1]}"
-            f"{' + bias' if self.has_bias else ''}: {self.n_directions} of {self.n_params} directions "
+            f"layer {self.layer} {self.layer_shape[0]}x{self.layer_shape[1]}{bias}: "
+            f"{self.n_directions} of {self.n_params} directions "
             f"({self.hessian} Hessian, {self.eigensolver} eigensolver), {self.n_pairs} pairs",
             f"true gap {self.true_gap:.6g} (L_test {self.test_loss:.6g} - L_train {self.train_loss:.6g}), "
             f"pairwise gap {self.pairwise_gap:.6g}",

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
+import torch
+
+from analysis.checks import failed_checks
 from analysis.decompose import STAGES, DecomposeOptions, decompose
 from analysis.errors import AnalysisError
 from analysis.figures import save_figures
 from analysis.progress import Stages
 from analysis.result import DualityResult
+from ddl.data import stratified_subset
 from ddl.flags import add_dataclass_flags, given
 from ddl.rundir import load_run
+
+
+def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test samples ``ddl analyze --test-samples N`` decomposes: a seeded, class-stratified sample of N,
+    the same for every run of a data set (so runs compare on the same samples); all of them for None."""
+    pick = stratified_subset(y, n, 0, "analysis-test")
+    return x[pick], y[pick]
 
 
 def analyze_run(
@@ -28,8 +40,9 @@ def analyze_run(
     """Decompose the averaged model of a run and write ``duality.npz``, ``duality.json`` and the PNG figures
     to ``out`` (default ``RUN_DIR/analysis``).
 
-    The training set is the run's correctly labelled training samples; the test set its test split, or the
-    first ``test_samples`` of it (all of it if there are fewer).  ``options`` (a :class:`DecomposeOptions`) and
+    The training set is the run's correctly labelled training samples; the test set its test split, or a
+    seeded, class-stratified sample of ``test_samples`` of it (:func:`analysis_test_set`; all of it if there
+    are fewer).  ``options`` (a :class:`DecomposeOptions`) and
     keyword ``overrides`` of its fields go to :func:`decompose`.  With ``progress`` a progress bar runs over the
     stages (stderr); with ``verbose`` (default: ``progress``) the summary and the files written are printed.
     """
@@ -42,9 +55,7 @@ def analyze_run(
             data = run.dataset()
             model = run.model(num_classes=data.num_classes)
             x_tr, y_tr = data.clean_train()
-            x_te, y_te = data.x_test, data.y_test
-            if test_samples is not None:
-                x_te, y_te = x_te[:test_samples], y_te[:test_samples]
+            x_te, y_te = analysis_test_set(data.x_test, data.y_test, test_samples)
         res = decompose(model, layer, train=(x_tr, y_tr), test=(x_te, y_te), options=options, progress=stages,
                         **overrides)
         out_dir = Path(out) if out is not None else run.path / "analysis"
@@ -58,6 +69,8 @@ def analyze_run(
             "summary": {k: v for k, v in run.summary.items() if isinstance(v, (str, int, float, bool))},
             "figures": [p.name for p in figures],
         }  # fmt: skip
+        failures = failed_checks(res)
+        res.meta["failed_checks"] = [{"name": f.name, "value": f.value, "threshold": f.threshold} for f in failures]
         res.timings.update({s: stages.timings[s] for s in ("load", "figures")})
         with stages.stage("save"):
             npz, js = res.save(out_dir)
@@ -66,6 +79,8 @@ def analyze_run(
     if progress if verbose is None else verbose:
         print(res.summary())
         print(f"wrote {js}, {npz.name} and {len(figures)} figures to {out_dir}")
+    for f in failures:  # always, also without --progress: a failed exactness check must not go unnoticed
+        print(f"ddl analyze: warning: {res.layer}: {f.message()} (see docs/measurements.md)", file=sys.stderr)
     return res
 
 
@@ -76,7 +91,7 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="qualified name of the nn.Linear to analyse (default: the last one; the paper's MNIST "
                              "layer is fc2)")  # fmt: skip
     parser.add_argument("--test-samples", type=int, default=None, metavar="N",
-                        help="analyse N test samples (default: all)")
+                        help="analyse a seeded, class-stratified sample of N test samples (default: all)")
     parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN_DIR/analysis)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="progress bar over the stages (default: on)")
@@ -88,7 +103,7 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 def options_from_args(args: argparse.Namespace) -> DecomposeOptions:
     """The :class:`DecomposeOptions` of parsed flags (defaults for the flags not given)."""
     values = given(args, (f.name for f in dataclasses.fields(DecomposeOptions)))
-    if values.get("split") == "count" and values.get("split_value") is not None:
+    if values.get("split") in ("count", "top") and values.get("split_value") is not None:
         if float(values["split_value"]).is_integer():  # a direction count
             values["split_value"] = int(values["split_value"])
     return DecomposeOptions(**values)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ddl.algorithms import ALGORITHMS
+from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
 from ddl.data import DATASETS
@@ -60,25 +61,34 @@ class TrainConfig:
     lr: float = _field(0.1, "learning rate α", "algorithm")
     topology: str = _field("ring", "DPSGD neighbour set (mixing matrix)", "algorithm", choices=tuple(TOPOLOGIES))
     momentum: float = _field(0.0, "heavy-ball momentum (per-learner buffers)", "algorithm")
-    weight_decay: float = _field(0.0, "L2 weight decay β (gradient += β·w)", "algorithm")
+    weight_decay: float = _field(0.0, "weight decay β (penalty per --weight-decay-kind)", "algorithm")
+    weight_decay_kind: str = _field("l2sq", "weight decay penalty on each learner's whole weight vector: l2sq "
+                                    "(β/2)‖w‖², gradient β·w (PyTorch's); l2norm β‖w‖₂, gradient β·w/‖w‖₂ (the "
+                                    "authors' reference code)", "algorithm", choices=WEIGHT_DECAY_KINDS)
     wd_stop_epoch: int | None = _field(None, "stop applying weight decay from this epoch on", "algorithm")
     lr_schedule: str = _field("constant", "learning-rate schedule", "algorithm", choices=SCHEDULES)
     lr_milestones: list[int] = _field([], "epochs at which a step schedule multiplies lr by --lr-gamma", "algorithm")
     lr_gamma: float = _field(0.1, "decay factor of the step schedule", "algorithm")
     warmup_epochs: float = _field(0.0, "linear learning-rate warm-up length in epochs", "algorithm")
     # ---- stopping and evaluation
-    epochs: int = _field(100, "maximum number of epochs", "stopping")
+    epochs: int = _field(1000, "maximum number of epochs (the authors' cap; training normally ends earlier at the "
+                         "--stop-loss rule, as theirs does)", "stopping")
     stop_loss: float | None = _field(1e-3, "stop once training loss < this and training accuracy ≥ --stop-acc",
                                      "stopping")
     stop_acc: float = _field(0.99, "training accuracy required by the loss stop rule", "stopping")
     eval_every: int = _field(1, "evaluate the averaged model every this many epochs", "stopping")
-    eval_samples: int | None = _field(None, "evaluate on at most this many train/test samples (default: all)",
-                                      "stopping")
+    eval_samples: int | None = _field(None, "evaluate on a seeded, class-stratified sample of at most this many "
+                                      "train and test samples (default: all)", "stopping")
     # ---- measurements (never change the trajectory)
     measure_noise: int = _field(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)", "measure")
-    noise_samples: int = _field(1000, "training samples for the full gradient and Hessian of the noise measurement",
-                                "measure")
+    noise_samples: int | None = _field(None, "approximate the noise measurement's full gradient and Hessian with a "
+                                       "seeded, stratified sample of this many training samples (default: all, "
+                                       "exact)", "measure")
     noise_top_k: int = _field(5, "top Hessian eigen-directions tracked by the noise measurement", "measure")
+    noise_lanczos_tol: float = _field(1e-6, "noise measurement: Lanczos runs until every top-k residual "
+                                      "‖Hv − λv‖ ≤ this × |λ1|", "measure")
+    noise_lanczos_max_iter: int = _field(300, "noise measurement: Lanczos iteration cap (memory: (cap+1) weight "
+                                         "vectors in float64)", "measure")
     # ---- the model
     model: str = _field("mlp", "model", "model", choices=MODELS)
     hidden: list[int] = _field([30, 30], "MLP hidden widths", "model")

@@ -138,6 +138,19 @@ class LearnerGradients:
         loss = F.cross_entropy(out, y)
         return loss, (loss.detach(), buffers)
 
+    def eval_loss(self, w, buffers, x, y):
+        """The deterministic network's mean cross-entropy on (x, y) at flat weights ``w``: eval mode (no dropout;
+        BatchNorm normalises with the given running statistics ``buffers`` and does not update them).  Used by
+        the noise meter; aux = the loss."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = functional_call(self.model, (self.spec.unflatten(w), buffers), (x,))
+        finally:
+            self.model.train(was_training)
+        loss = F.cross_entropy(out, y)
+        return loss, loss.detach()
+
     def grads(
         self, W: torch.Tensor, buffers: dict[str, torch.Tensor], xs: torch.Tensor, ys: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:

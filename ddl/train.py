@@ -27,7 +27,7 @@ from ddl.algorithms import LearnerState, build_algorithm
 from ddl.clock import RunClock
 from ddl.comm import Collective, SimCollective
 from ddl.config import TrainConfig, resume_conflict
-from ddl.data import Dataset, augment_cifar, load_dataset
+from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
 from ddl.errors import ConfigError, DDLError, RunDirError
 from ddl.flat import FlatSpec
 from ddl.learners import LearnerGradients, evaluate
@@ -57,6 +57,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _subset(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    return (x, y) if idx is None else (x[idx], y[idx])
+
+
 def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.algo}-n{cfg.learners}-b{cfg.batch_size}-s{cfg.seed}"
 
@@ -84,6 +88,10 @@ class Trainer:
         self.y_train = d.y_train.to(self.device)
         self.x_test = d.x_test.to(self.device, self.dtype)
         self.y_test = d.y_test.to(self.device)
+        # --eval-samples: stratified, seeded subsets (the test one is the same for every run, so runs compare)
+        k = cfg.eval_samples
+        self.eval_train = None if k is None else stratified_subset(d.y_train, k, cfg.seed, "eval-train").to(self.device)
+        self.eval_test = None if k is None else stratified_subset(d.y_test, k, 0, "eval-test").to(self.device)
         self.model = build_model(
             cfg.model, d.input_shape, d.num_classes, hidden=tuple(cfg.hidden), bias=cfg.bias,
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed,
@@ -92,7 +100,8 @@ class Trainer:
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         topology = make_topology(cfg.topology, cfg.learners)
-        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology)
+        self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
+                                    cfg.weight_decay_kind)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
         self.topology = topology if self.algo.uses_topology else None
         # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
@@ -110,13 +119,14 @@ class Trainer:
         if cfg.measure_noise:
             from ddl.noise import NoiseMeter
 
-            clean = torch.nonzero(d.clean_mask).flatten()
-            # the meter's sample comes from its own generator: measuring never draws from the training streams
-            g = torch.Generator().manual_seed(cfg.seed + 4242)
-            pick = clean[torch.randperm(clean.numel(), generator=g)[: cfg.noise_samples]]
+            # the full training set (labels as trained: what the minibatches are drawn from), or with
+            # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
+            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise")
+            exact = ref.numel() == d.n_train
             self.noise = NoiseMeter(
-                self.gradients.loss, self.gradients.grads, self.comm, d.x_train[pick].to(self.device, self.dtype),
-                d.y_train[pick].to(self.device), top_k=cfg.noise_top_k, seed=cfg.seed,
+                self.gradients.eval_loss, self.comm, self.x_train if exact else self.x_train[ref.to(self.device)],
+                self.y_train if exact else self.y_train[ref.to(self.device)], exact=exact, top_k=cfg.noise_top_k,
+                tol=cfg.noise_lanczos_tol, max_iter=cfg.noise_lanczos_max_iter, seed=cfg.seed,
                 steps_per_epoch=self.stream.steps_per_epoch,
             )
         self._resumed: dict | None = self._load_checkpoint() if cfg.resume else None
@@ -149,9 +159,8 @@ class Trainer:
         if not self.comm.is_main:
             return {}
         model = self.spec.load(self.model, w_bar, bufs)
-        k = self.cfg.eval_samples
-        tr = evaluate(model, self.x_train[:k], self.y_train[:k])
-        te = evaluate(model, self.x_test[:k], self.y_test[:k])
+        tr = evaluate(model, *_subset(self.x_train, self.y_train, self.eval_train))
+        te = evaluate(model, *_subset(self.x_test, self.y_test, self.eval_test))
         rec = {"train_loss": tr[0], "train_acc": tr[1], "test_loss": te[0], "test_acc": te[1], "consensus": cons}
         if not bool(self.data.clean_mask.all()):
             clean = self.data.clean_mask.to(self.device)
@@ -200,9 +209,8 @@ class Trainer:
             lr = learning_rate(cfg, step, steps_per_epoch)
             xs, ys = self.batch(step)
             if self.noise is not None and step % cfg.measure_noise == 0:
-                self.model.train()
                 w_bar, bufs_bar = self.averaged()
-                rec = self.noise.measure(step, self.state.W, self.state.buffers, w_bar, bufs_bar, xs, ys)
+                rec = self.noise.measure(step, self.state.W, w_bar, bufs_bar, xs, ys)
                 if main:
                     append_jsonl(self.out / "noise.jsonl", rec)
             t_step = time.perf_counter()
@@ -289,8 +297,8 @@ class Trainer:
         files = {name: (self.out / name).stat().st_size if (self.out / name).exists() else 0
                  for name in ("metrics.jsonl", "noise.jsonl")}
         extra = {}
-        if self.noise is not None and getattr(self.noise, "_v0", None) is not None:
-            extra["noise_v0"] = self.noise._v0.detach().cpu()
+        if self.noise is not None and self.noise.warm_start is not None:
+            extra["noise_v0"] = self.noise.warm_start.detach().cpu()
         if self.clock is not None and self.clock.base_s is not None:
             extra["clock_base_s"] = self.clock.base_s  # a measured base must survive a restart
         state = {
@@ -363,7 +371,7 @@ class Trainer:
         if self.clock is not None:
             self.clock.restore(ck["extra"].get("clock_base_s"))
         if self.noise is not None and "noise_v0" in ck["extra"]:
-            self.noise._v0 = ck["extra"]["noise_v0"].to(self.device)
+            self.noise.warm_start = ck["extra"]["noise_v0"].to(self.device)
         if comm.is_main:
             print(f"ddl: resuming {out} from {path.name} (step {step}, epoch {step / spe:g})", file=sys.stderr)
         return ck

@@ -43,7 +43,7 @@ def tiny_data(seed=0, n_train_per_class=12, n_test=12, classes=3, shape=(2, 3)):
 # ---------------------------------------------------------------------------------------------------------------
 # the textbook implementation: per-sample loops, double-backward Hessian, finite-difference effective gradients
 # ---------------------------------------------------------------------------------------------------------------
-def textbook(model, name, train, test):
+def textbook(model, name, train, test, include_bias=False):
     (xtr, ytr), (xte, yte) = train, test
     lin = dict(model.named_modules())[name]
     W = lin.weight.detach().clone()
@@ -101,11 +101,13 @@ def textbook(model, name, train, test):
         dl.append(l_te[n] - l_tr[j])
 
     # Hessian of the mean training loss w.r.t. θ = [W.flat, b] by double backward
-    theta = torch.cat([W.reshape(-1)] + ([b] if b is not None else [])).requires_grad_(True)
+    # θ = W.flat (the paper's weights-only Hessian) or [W.flat, b]; a bias left out stays a constant
+    with_b = b is not None and include_bias
+    theta = torch.cat([W.reshape(-1)] + ([b] if with_b else [])).requires_grad_(True)
 
     def mean_loss(th):
         params = {f"{name}.weight": th[: d * m].reshape(d, m)}
-        if b is not None:
+        if with_b:
             params[f"{name}.bias"] = th[d * m :]
         out = torch.func.functional_call(model, params, (xtr,))
         return F.cross_entropy(out, ytr)
@@ -180,11 +182,16 @@ def tiny():
     return tiny_mlp(), *tiny_data()
 
 
+@pytest.mark.parametrize("include_bias", [False, True])
 @pytest.mark.parametrize("name", ["1", "3", "5"])
-def test_matches_textbook(tiny, name):
+def test_matches_textbook(tiny, name, include_bias):
     model, train, test = tiny
-    ref = textbook(model, name, train, test)
-    res = decompose(model, name, train=train, test=test)
+    ref = textbook(model, name, train, test, include_bias)
+    opts = {"include_bias": True} if include_bias else {}  # default: the paper's weights-only Hessian
+    res = decompose(model, name, train=train, test=test, **opts)
+    d, m = dict(model.named_modules())[name].weight.shape
+    assert res.bias_in_hessian == include_bias and res.has_bias
+    assert res.n_params == d * m + (d if include_bias else 0) == len(ref["eigenvalues"])
     assert res.eigensolver == "dense" and res.hessian == ("kron" if name == "5" else "ggn")
     np.testing.assert_array_equal(res.train_index, ref["partners"])
     np.testing.assert_allclose(res.delta_loss, ref["delta_loss"], rtol=1e-10, atol=1e-12)
@@ -458,15 +465,16 @@ def test_split_rules():
     sg = np.concatenate([[1.0, 0.8, 0.9, 0.85], 0.05 * rng.uniform(0.5, 2, 60)])  # noisy, cliff after 4
     sg[30] = 0.09
     sg[31] = 0.002  # a bigger single-step drop later on, under the envelope
-    assert split_sharp_flat(lam, sg) == 4
-    assert split_sharp_flat(lam, sg, by="eigenvalue") == 4
+    assert split_sharp_flat(lam, sg, "steepest") == 4
+    assert split_sharp_flat(lam, sg, "steepest", by="eigenvalue") == 4
+    assert split_sharp_flat(lam, sg) == 10  # the default rule: the 10 leading directions
     assert split_sharp_flat(lam, sg, "count", 7) == 7
     assert split_sharp_flat(lam, sg, "count") == 10
     mass = sg**2
     n = split_sharp_flat(lam, sg, "fraction", 0.5)
     assert mass[: n - 1].sum() < 0.5 * mass.sum() <= mass[:n].sum()
     assert split_sharp_flat(lam, sg, "fraction", 1.0) == len(sg) - (np.cumsum(mass[::-1]) == 0).sum()
-    assert split_sharp_flat(lam[:1], sg[:1]) == 1 and split_sharp_flat(lam[:0], sg[:0]) == 0
+    assert split_sharp_flat(lam[:1], sg[:1], "steepest") == 1 and split_sharp_flat(lam[:0], sg[:0], "steepest") == 0
 
 
 def test_result_save_load_split_and_figures(tiny, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analysis import AnalysisError, DualityResult, decompose
-from ddl.analyze import add_analyze_arguments, analyze_run, run_analyze
+from ddl.analyze import add_analyze_arguments, analysis_test_set, analyze_run, run_analyze
 from ddl.errors import DDLError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
@@ -51,7 +51,8 @@ def test_analyze_run_writes_result_and_figures(run_dir):
 
     run = load_run(run_dir)
     data = run.dataset()
-    direct = decompose(run.model(), "fc2", train=data.clean_train(), test=(data.x_test[:30], data.y_test[:30]))
+    direct = decompose(run.model(), "fc2", train=data.clean_train(),
+                       test=analysis_test_set(data.x_test, data.y_test, 30))
     np.testing.assert_allclose(res.contributions, direct.contributions, rtol=1e-12, atol=1e-15)
     assert res.pairwise_gap == direct.pairwise_gap
 

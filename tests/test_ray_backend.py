@@ -9,14 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import ray  # a hard dependency: its tests fail, never skip, when it is missing
 import torch
 
-ray = pytest.importorskip("ray")
-
-from ddl.cli import main  # noqa: E402
-from ddl.config import ConfigError, TrainConfig  # noqa: E402
-from ddl.drivers.ray_cluster import RayWorkers  # noqa: E402
-from ddl.train import train  # noqa: E402
+from ddl.cli import main
+from ddl.config import ConfigError, TrainConfig
+from ddl.drivers.ray_cluster import RayWorkers
+from ddl.train import train
 
 TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, progress=False,
             compute_ms=2.0)

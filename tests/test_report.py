@@ -39,7 +39,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     try:
         for algo in ("ssgd", "dpsgd"):
             cfg = TrainConfig(algo=algo, learners=4, batch_size=10, lr=0.2, epochs=3, train_per_class=30,
-                              test_per_class=10, measure_noise=5, noise_samples=200, seed=0, progress=False,
+                              test_per_class=10, measure_noise=5, seed=0, progress=False,
                               out=str(root / algo))  # fmt: skip
             train(cfg)
             analyze_run(root / algo, progress=False)
@@ -150,6 +150,33 @@ def test_report_files_and_numbers_match_the_runs(runs, report):
     for r in nums["runs"]:  # the simulated clock's total, from each run's summary
         want = json.loads((Path(r["path"]) / "summary.json").read_text())["sim_time_s"]
         assert r["numbers"]["sim_time_s"] == pytest.approx(want, rel=1e-12) and want > 0
+    # how the numbers were measured: the split rule is named, and no check failed
+    assert nums["split"] == ("Sharp/flat split of every duality analysis: count 10 on σ_g: the 10 leading Hessian "
+                             "directions (eigenvalue order).")
+    assert nums["split"] in md and nums["checks"] == [] and "Checks that failed" not in md
+
+
+def test_report_flags_failed_checks(runs, tmp_path):
+    """A decomposition that does not add up, and noise eigenvalues that did not converge, are flagged."""
+    bad = tmp_path / "dpsgd"
+    shutil.copytree(runs["dpsgd"], bad)
+    js = bad / "analysis" / "duality.json"
+    doc = json.loads(js.read_text())
+    doc["decomposition_error"] = 0.5 * max(abs(doc["pairwise_gap"]), 1e-3)
+    js.write_text(json.dumps(doc))
+    recs = [json.loads(x) for x in (bad / "noise.jsonl").read_text().splitlines()]
+    recs[1].update(lanczos_converged=False, lanczos_rel_residual=0.03)
+    (bad / "noise.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rep = build_report([runs["ssgd"], bad], tmp_path / "rep")
+    nums = json.loads(rep.numbers.read_text())
+    assert len(nums["checks"]) == 2
+    assert nums["checks"][0] == ("⚠ dpsgd (fc3): decomposition error (relative to the pair-wise gap) 0.5 exceeds "
+                                 "its threshold 1e-08")
+    assert f"did not converge in 1 of {len(recs)} measurements (largest relative residual 0.03" in nums["checks"][1]
+    html, md = rep.html.read_text(), rep.markdown.read_text()
+    assert '<section class="checks">' in html
+    assert "Checks that failed" in html and "Checks that failed" in md
+    assert html.index("Checks that failed") < html.index("<h2>Numbers")  # above the numbers it qualifies
 
 
 def test_html_is_self_contained(report):
@@ -286,8 +313,9 @@ def _render(browser: str, html: str, tmp: Path) -> dict:
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
     browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium); the CI test setup installs it")
+    # a failure, not a skip: CI installs Chromium (`make chromium`, run by `make test`), so a missing browser
+    # means a broken setup, and a skip would hide that the rendering is no longer tested
+    assert browser is not None, "chromium is not installed: run `make chromium` (Debian: apt-get install chromium)"
     html = (report / "report.html").read_text()
     res = _render(browser, html, tmp_path)
     assert res["errors"] == []

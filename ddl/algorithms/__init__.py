@@ -18,12 +18,12 @@ ALGORITHMS: dict[str, type[Algorithm]] = {"ssgd": SSGD, "dpsgd": DPSGD}
 
 
 def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, momentum: float,
-                    topology: Topology) -> Algorithm:
+                    topology: Topology, weight_decay_kind: str = "l2sq") -> Algorithm:
     """The algorithm called ``name``; the topology is used by those that mix neighbours' weights."""
     cls = ALGORITHMS[name]
     if cls.uses_topology:
-        return cls(gradients, comm, momentum, topology=topology)
-    return cls(gradients, comm, momentum)
+        return cls(gradients, comm, momentum, topology=topology, weight_decay_kind=weight_decay_kind)
+    return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind)
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "DPSGD", "LearnerState", "Mixer", "SSGD", "build_algorithm"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ddl.algorithms.weight_decay import decay_gradient
 from ddl.comm.base import Collective
 from ddl.learners import LearnerGradients
 
@@ -41,15 +42,18 @@ class Algorithm(ABC):
     name = ""
     uses_topology = False  # True: the constructor takes the mixing topology
 
-    def __init__(self, gradients: LearnerGradients, comm: Collective, momentum: float = 0.0):
+    def __init__(self, gradients: LearnerGradients, comm: Collective, momentum: float = 0.0,
+                 weight_decay_kind: str = "l2sq"):
         self.gradients = gradients
         self.comm = comm
         self.momentum = momentum
+        self.weight_decay_kind = weight_decay_kind
 
     def direction(self, state: LearnerState, G: torch.Tensor, W: torch.Tensor, weight_decay: float) -> torch.Tensor:
-        """Heavy-ball direction from gradients ``G`` at weights ``W`` (same shape), updating the buffers."""
+        """Heavy-ball direction from gradients ``G`` at weights ``W`` (same shape), updating the buffers; weight
+        decay (:mod:`ddl.algorithms.weight_decay`) adds the penalty's gradient at ``W``."""
         if weight_decay:
-            G = G + weight_decay * W
+            G = G + decay_gradient(W, weight_decay, self.weight_decay_kind)
         if self.momentum:
             if state.momentum is None:
                 state.momentum = torch.zeros_like(G)

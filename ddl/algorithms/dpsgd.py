@@ -27,8 +27,8 @@ class DPSGD(Algorithm):
     name = "dpsgd"
     uses_topology = True
 
-    def __init__(self, gradients, comm, momentum: float = 0.0, topology=None):
-        super().__init__(gradients, comm, momentum)
+    def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq"):
+        super().__init__(gradients, comm, momentum, weight_decay_kind)
         if topology is None:
             raise ValueError("DPSGD needs a topology")
         self.mixer = Mixer(topology, comm)

@@ -6,5 +6,7 @@ analysis use, so that a run directory's config rebuilds exactly the same split, 
 
 from ddl.data.augment import augment_cifar
 from ddl.data.dataset import DATASETS, INPUT_SHAPES, DataError, Dataset, load_dataset
+from ddl.data.subsets import stratified_subset
 
-__all__ = ["DATASETS", "INPUT_SHAPES", "DataError", "Dataset", "augment_cifar", "load_dataset"]
+__all__ = ["DATASETS", "INPUT_SHAPES", "DataError", "Dataset", "augment_cifar", "load_dataset",
+           "stratified_subset"]

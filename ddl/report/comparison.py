@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from analysis.figures import png_bytes
+from ddl.report.checks import check_lines, split_line
 from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat, format_value
 from ddl.report.groups import Group, common_settings, make_groups
@@ -70,8 +71,8 @@ NUMBERS_INTRO = ("Per configuration, mean ± standard deviation over seeds (n �
                  "spectra come from the duality analysis of each run's averaged model; noise numbers are averages "
                  "over the measurements after step 0.")  # fmt: skip
 FOOTER = ("Definitions (docs/theory.md): Δℓ_n = ℓ(test_n) − ℓ(partner_n); ΔL_p = mean_n Δℓ_n = Σ_k [μ_g,k μ_w,k + "
-          "ρ_k σ_g,k σ_w,k]; the sharp part sums ΔL_k over the first n_sharp Hessian directions (the split rule of "
-          "`ddl analyze`); the size is Σ_k σ_w,k. Noise at the average weight w̄: ξ = ∇L_B(w̄) − ∇L(w̄), "
+          "ρ_k σ_g,k σ_w,k]; the sharp part sums ΔL_k over the n_sharp sharp directions chosen by the split rule "
+          "named above the tables; the size is Σ_k σ_w,k. Noise at the average weight w̄: ξ = ∇L_B(w̄) − ∇L(w̄), "
           "η_DP = (1/n) Σ_a [∇L_μa(w_a) − ∇L_μa(w̄)]. Written by `ddl compare`.")  # fmt: skip
 
 
@@ -109,10 +110,15 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
     subtitle = (f"{_count(len(groups), 'configuration')}, {_count(len(runs), 'run')}"
                 + (f" · {shared}" if shared else "") + f" · generated {stamp}")  # fmt: skip
     blocks: list[Block] = [Box("verdict", [Heading("Verdict"), Prose(findings)])]
+    checks, split = check_lines(runs), split_line(runs)
+    if checks:
+        blocks.append(Box("checks", [Prose(["**Checks that failed** (thresholds: docs/measurements.md):",
+                                            *(f"- {c}" for c in checks)])]))  # fmt: skip
     if missing:
         blocks.append(Box("missing", [Prose(["**Missing data** (the report shows what the runs have):",
                                              *(f"- {m}" for m in missing)])]))  # fmt: skip
-    blocks += [Heading("Numbers"), Paragraph(NUMBERS_INTRO, "intro"), group_table(groups, group_stats),
+    blocks += [Heading("Numbers"), Paragraph(NUMBERS_INTRO + (f" {split}" if split else ""), "intro"),
+               group_table(groups, group_stats),
                Heading("Per run", 3), run_table(groups, per_run)]  # fmt: skip
     for spec, (_, png) in zip(FIGURES, figures):
         blocks.append(Heading(spec.title, 2, anchor=spec.name))
@@ -134,6 +140,8 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
                   "numbers": per_run[r.path]} for g in groups for r in g.runs],  # fmt: skip
         "verdict": findings,
         "missing": missing,
+        "checks": checks,
+        "split": split,
     }
     files = write_report(out, title, subtitle, blocks, figures, numbers, FOOTER)
     return Report(files.html, files.markdown, files.figures, files.numbers, groups)

@@ -28,6 +28,8 @@ padding-bottom:.2em}.sub{color:#5a6570;margin:0 0 1em}
 .verdict h2{margin-top:.2em;border:0}
 .verdict p{margin:.45em 0}.missing{background:#fff8ec;border-left:4px solid #d48a00;padding:.5em 1em;margin:1em 0}
 .missing ul{margin:.3em 0;padding-left:1.2em}.missing li{font-size:.9em}.missing p{margin:.2em 0}
+.checks{background:#fdeeee;border-left:4px solid #c0392b;padding:.5em 1em;margin:1em 0}
+.checks ul{margin:.3em 0;padding-left:1.2em}.checks li{font-size:.9em}.checks p{margin:.2em 0}
 .tablewrap{overflow-x:auto}table{border-collapse:collapse;font-size:.84em;margin:.4em 0 1em}
 th,td{border:1px solid #d5dbe1;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#eef2f6}td.l,th.l{text-align:left}tr:nth-child(even) td{background:#fafbfc}
@@ -101,7 +103,8 @@ class Image:
 
 @dataclass
 class Box:
-    """Blocks shown together in a highlighted box (``css_class`` "verdict" or "missing"); plain in Markdown."""
+    """Blocks shown together in a highlighted box (``css_class`` "verdict", "checks" or "missing"); plain in
+    Markdown."""
 
     css_class: str
     blocks: list[Block]
