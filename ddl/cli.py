@@ -1,4 +1,4 @@
-"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``demo``.
+"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``sweep``, ``demo``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig` and analysis flags from
 :class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.flags`), so the CLI, config files and the Python
@@ -37,10 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  torchrun --nproc-per-node 2 -m ddl.cli train --backend torchrun --algo ssgd --learners 16\n"
         "  ddl analyze runs/dp --layer fc2\n"
         "  ddl compare runs/ssgd runs/dp --out runs/report\n"
+        "  ddl sweep --learners 16 --grid algo=ssgd,dpsgd --grid lr=0.1,0.5 --seeds 0 1 --out runs/sweep\n"
         "  ddl demo --out runs/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,sweep,demo}")
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
     add_dataclass_flags(tr, TrainConfig)
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="SSGD-vs-DPSGD report (HTML, Markdown, PNG) over several runs")
     add_compare_arguments(cmp_)
     cmp_.set_defaults(func=run_compare)
+
+    from ddl.sweep import SWEEP_OWNED, add_sweep_arguments, run_sweep_command
+
+    sw = sub.add_parser("sweep", help="a grid of runs (grid values × seeds) in parallel, analysed, with a report",
+                        description="Run the product of --grid values × --seeds (any train flag sets the base of "
+                        "every run), skip runs already done, write DIR/results.csv and DIR/report.")
+    add_dataclass_flags(sw, TrainConfig, include=lambda f: f.name not in SWEEP_OWNED)
+    add_sweep_arguments(sw, {f.name for f in dataclasses.fields(TrainConfig)})
+    sw.set_defaults(func=run_sweep_command)
 
     demo = sub.add_parser("demo", help="SSGD vs DPSGD on the embedded MNIST-5k, then analysis")
     demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report")

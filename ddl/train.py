@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
@@ -25,6 +24,7 @@ from ddl.errors import ConfigError
 from ddl.flat import FlatSpec
 from ddl.learners import LearnerGradients, evaluate
 from ddl.models import build_model
+from ddl.progress import progress_bar
 from ddl.rundir import append_jsonl, save_torch, write_json
 from ddl.schedule import learning_rate, weight_decay
 from ddl.stream import MinibatchStream
@@ -157,8 +157,8 @@ class Trainer:
         torch.manual_seed(cfg.seed * 1000 + comm.rank)  # dropout draws (reproducible per backend layout)
         if main:
             self._prepare_out()
-        bar = tqdm(total=total, disable=not (main and cfg.progress), desc=f"{cfg.algo} n={cfg.learners}",
-                   unit="step", dynamic_ncols=True)
+        bar = progress_bar(total, desc=f"{cfg.algo} n={cfg.learners}", unit="step",
+                           disable=not (main and cfg.progress))
         t0 = time.perf_counter()
         status, first_bad, last = "max_epochs", math.inf, {}
         loss_acc = torch.zeros((), dtype=torch.float64)
