@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 import time
 import traceback
@@ -330,6 +331,8 @@ def execute_run(task: dict) -> dict:
     stage = "train"
     try:
         with open(path / "sweep.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
+            print(f"ddl sweep: {'training and analysing' if task['train'] else 'analysing'} {task['name']} in "
+                  f"process {os.getpid()} on {_where()}, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             if task["train"]:
                 for stale in ("error.txt", "analysis-error.txt"):
                     (path / stale).unlink(missing_ok=True)
@@ -351,6 +354,17 @@ def execute_run(task: dict) -> dict:
         return {"name": task["name"], "ok": False, "error": f"{stage}: {type(e).__name__}: {line}"}
     finally:
         (path / _STARTED).unlink(missing_ok=True)
+
+
+def _where() -> str:
+    """This host, and the Ray node when running as a Ray task."""
+    where = socket.gethostname()
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            where += f" (ray node {ray.get_runtime_context().get_node_id()[:12]})"
+    return where
 
 
 def _worker_init(threads: int) -> None:
