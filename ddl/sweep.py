@@ -681,17 +681,9 @@ def _run_ray(tasks: list[dict], address: str | None, cpus: float, gpus: float, o
     """One Ray task per run; the cluster is the one at ``address``, or a local one started (and stopped) here."""
     import ray
 
-    from ddl.drivers.ray_cluster import _probe
+    from ddl.drivers.ray_cluster import init_ray
 
-    started = False
-    if not ray.is_initialized():
-        env = {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(max(1, int(cpus)))}}}
-        if address:
-            _probe(address)
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR", **env)
-        else:
-            ray.init(num_cpus=_cores(), include_dashboard=False, log_to_driver=False, logging_level="ERROR", **env)
-        started = True
+    started = init_ray(address, _cores())
     try:
         avail = ray.cluster_resources()
         if cpus > avail.get("CPU", 0) or gpus > avail.get("GPU", 0):

@@ -4,10 +4,13 @@ resume after a real kill, failing runs recorded, the results table against the r
 import csv
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,9 +69,9 @@ def read_csv(path: Path) -> tuple[list[str], list[dict]]:
         return list(r.fieldnames), list(r)
 
 
-def cli(args: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddl.cli", *args], capture_output=True, text=True, env=ENV,
-                          timeout=600, **kw)
+def cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ddl.cli", *args], capture_output=True, text=True, env=env or ENV,
+                          timeout=600)
 
 
 # ---- parsing (no runs) ------------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ray_head(tmp_path):
+def ray_head():
     """A Ray head of our own (2 CPUs), reached by address; stopped by killing its processes (never `ray stop`,
     which would stop every Ray cluster on the machine)."""
     port = _free_port()
@@ -254,11 +257,14 @@ def ray_head(tmp_path):
                                                   "runtime-env-agent-port", "node-manager-port",
                                                   "object-manager-port")}
     ray_bin = Path(sys.executable).parent / "ray"
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
     cmd = [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-           "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp_path / 'ray'}",
+           "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", "--node-ip-address=127.0.0.1",
            *[f"{k}={v}" for k, v in ports.items()]]
+    # token authentication, as launch/ray_cluster.sh starts a cluster: a token of our own, given to the driver too
+    env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     head = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=ENV)
+                            env=env)
     addr = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -272,7 +278,7 @@ def ray_head(tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("the Ray head did not come up")
-        yield addr
+        yield addr, env
     finally:
         procs = [head.pid, *descendants(head.pid)]
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -284,13 +290,15 @@ def ray_head(tmp_path):
             if not wait_gone(procs, 15):
                 break
         head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_sweep_on_a_local_cluster(ray_head, tmp_path):
     out = tmp_path / "s"
+    address, env = ray_head
     r = cli(["sweep", *BASE_FLAGS, "--grid", "algo=ssgd,dpsgd", "--grid", "lr=0.1,0.3", "--seeds", "0",
-             "--executor", "ray", "--address", ray_head, "--cpus-per-run", "1", "--out", str(out),
-             "--test-samples", "40", "--no-report"])
+             "--executor", "ray", "--address", address, "--cpus-per-run", "1", "--out", str(out),
+             "--test-samples", "40", "--no-report"], env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "4 runs (4 run now, 0 skipped, 0 failed)" in r.stdout
     cols, rows = read_csv(out / "results.csv")
