@@ -292,7 +292,12 @@ def _analyze_actions() -> list[argparse.Action]:
 
 
 def analysis_defaults() -> dict[str, Any]:
-    return {a.dest: a.default for a in _analyze_actions()}
+    """Every `ddl analyze` option by dest name with its default (the decomposition's from DecomposeOptions)."""
+    from analysis.decompose import DecomposeOptions
+
+    options = DecomposeOptions()
+    return {a.dest: getattr(options, a.dest) if a.default is argparse.SUPPRESS else a.default
+            for a in _analyze_actions()}
 
 
 def resolve_analysis(options: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +307,12 @@ def resolve_analysis(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"analysis: unknown `ddl analyze` options {', '.join(unknown)} "
                           f"(allowed: {', '.join(sorted(d))})")  # fmt: skip
-    return {**d, **options}
+    resolved = {**d, **options}
+    from analysis.decompose import DecomposeOptions
+
+    names = {f.name for f in dataclasses.fields(DecomposeOptions)}
+    DecomposeOptions(**{k: v for k, v in resolved.items() if k in names}).checked()  # bad values fail now
+    return resolved
 
 
 def _analyze(run_dir: Path, options: dict[str, Any]) -> None:
