@@ -5,9 +5,11 @@ Layout of a sweep directory::
     DIR/
       sweep.json      the spec (base flags, grid, seeds, analysis options) and the planned runs
       results.csv     one row per planned run (see RESULT_COLUMNS), rewritten after every finished run
-      runs/<NAME>/    one run directory per (grid values, seed), NAME = "key=value,…,seed=S"
+      <NAME>/         one run directory per (grid values, seed), NAME = "key=value,…,seed=S"
                       (+ sweep.log: the run's output; error.txt / analysis-error.txt when it failed)
-      report/         the sweep report (ddl.report)
+      report/         the sweep report (ddl.report.sweep)
+
+``ddl compare DIR`` reads the runs of a sweep directory like any directory of runs.
 
 Idempotent and resumable: a run is done when its ``summary.json`` exists with the planned configuration (and,
 with analysis, its ``analysis/options.json`` holds the planned analysis options); done runs are skipped, every
@@ -40,8 +42,6 @@ import uuid
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from analysis.io import atomic_write, write_json
 from ddl.config import TrainConfig, fields_by_role, read_config_file
@@ -220,7 +220,7 @@ def _base_values(base: dict[str, Any]) -> dict[str, Any]:
 
 def plan_runs(spec: SweepSpec, out: str | Path) -> list[RunPlan]:
     """Every (grid point, seed), in grid order then seed, with its validated config and directory."""
-    root = Path(out).absolute() / "runs"
+    root = Path(out).absolute()
     base = _base_values(spec.base)
     if not spec.seeds:
         raise ConfigError("--seeds: at least one seed")
@@ -449,37 +449,34 @@ def _num(v: Any) -> float:
 def result_row(plan: RunPlan) -> dict[str, Any]:
     """One ``results.csv`` row from the run directory (grid values, then RESULT_COLUMNS).
 
-    ``true_gap`` is the analysis's L_test − L_train (its training set: the clean training samples) when the
-    run was analysed, else the final evaluation's test − train loss.  ``wall_s`` is training plus analysis.
-    ``status``: the training status (converged, max_epochs, diverged), ``failed`` (training raised),
-    ``analysis_failed``, or ``pending`` (not run yet, or interrupted).
+    The numbers are the reports' (:func:`ddl.report.stats.run_numbers`): ``true_gap`` is the analysis's
+    L_test − L_train (its training set: the clean training samples) when the run was analysed, else the final
+    evaluation's test − train loss; ``size`` = Σ_k σ_w,k; ``sharpness_top10`` the mean σ_g over the 10 directions
+    of largest Hessian eigenvalue; ``wall_s`` training plus analysis.  ``status``: the training status
+    (converged, max_epochs, diverged), ``failed`` (training raised), ``analysis_failed``, or ``pending`` (not
+    run yet, or interrupted).
     """
+    from ddl.report.runs import read_run
+    from ddl.report.stats import run_numbers
+
     row: dict[str, Any] = {k: fmt_value(v) for k, v in plan.values.items()}
     row.update({c: None for c in RESULT_COLUMNS})
     row["seed"] = plan.seed
     p = plan.path
-    summary = _read_json(p / "summary.json") if (p / "summary.json").is_file() else {}
-    if not summary:
+    if not (p / "summary.json").is_file():
         row["status"] = "failed" if (p / "error.txt").is_file() else "pending"
         return row
-    final = summary.get("final") or {}
-    row.update(status=summary.get("status"), steps=summary.get("steps"), epochs=summary.get("epochs"),
-               train_loss=final.get("train_loss"), test_loss=final.get("test_loss"))
-    if final.get("test_acc") is not None:
-        row["test_error"] = 1.0 - _num(final["test_acc"])
-    row["true_gap"] = _num(final.get("test_loss")) - _num(final.get("train_loss")) if final else None
-    wall = _num(summary.get("wall_time_s"))
-    duality = _read_json(p / "analysis" / "duality.json")
-    if duality and (p / "analysis" / "duality.npz").is_file():
-        with np.load(p / "analysis" / "duality.npz") as z:
-            sigma_g, sigma_w, eig = z["sigma_g"], z["sigma_w"], z["eigenvalues"]
-        row.update(true_gap=duality.get("true_gap"), aw_gap=duality.get("pairwise_gap"),
-                   sharp_gap=duality.get("sharp_gap"), flat_gap=duality.get("flat_gap"),
-                   n_sharp=duality.get("n_sharp"), size=float(np.sum(sigma_w)),
-                   sharpness_top10=float(np.mean(sigma_g[:10])) if len(sigma_g) else None,
-                   lambda_max=float(eig[0]) if len(eig) else None)
-        t = duality.get("timings") or {}
-        wall += sum(_num(t.get(k)) for k in ("total", "load", "figures") if k in t)
+    run = read_run(p)
+    n = run_numbers(run)
+    row.update(status=run.status, steps=int(n["steps"]), epochs=n["epochs"], train_loss=n["train_loss"],
+               test_loss=n["test_loss"], test_error=n["test_err"], true_gap=n["loss_gap"])
+    wall = n["wall_time_s"]
+    if run.duality is not None:
+        d = run.duality
+        row.update(true_gap=n["true_gap"], aw_gap=n["pairwise_gap"], sharp_gap=n["sharp_gap"],
+                   flat_gap=n["flat_gap"], n_sharp=int(d.n_sharp), size=n["sigma_w_sum"],
+                   sharpness_top10=n["sigma_g_top"], lambda_max=n["lambda_max"])
+        wall += sum(_num(d.timings.get(k)) for k in ("total", "load", "figures") if k in d.timings)
     elif (p / "analysis-error.txt").is_file():
         row["status"] = "analysis_failed"
     row["wall_s"] = wall if math.isfinite(wall) else None
@@ -592,7 +589,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         states = {p.name: run_state(p, spec.analyze, analysis) for p in plans}
         write_json(out / "sweep.json", {
             "spec": spec.to_dict(), "analysis_resolved": analysis,
-            "runs": [{"name": p.name, "values": p.values, "seed": p.seed, "dir": f"runs/{p.name}"} for p in plans],
+            "runs": [{"name": p.name, "values": p.values, "seed": p.seed, "dir": p.name} for p in plans],
         })
         grid_keys = list(spec.grid)
         todo = [p for p in plans if states[p.name] != "done"]
@@ -650,12 +647,11 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
     return SweepResult(out, plans, len(todo), skipped, failed, results, wall, rep)
 
 
-def _build_report(out: Path, progress: bool) -> Path | None:
-    """The sweep report, when the report package provides one (see ddl.report)."""
-    try:
-        from ddl.report.sweep import build_sweep_report
-    except ImportError:
-        return None
+def _build_report(out: Path, progress: bool) -> Path:
+    from ddl.report.sweep import build_sweep_report
+
+    if progress:
+        print("sweep: writing the report", file=sys.stderr, flush=True)
     return build_sweep_report(out)
 
 
@@ -723,7 +719,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, train_flags: set[str]) 
     a clashing analyze option gets an ``--analysis-`` prefix)."""
     parser.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (YAML/JSON/TOML): base, grid, seeds, "
                         "analysis, jobs, executor; flags given here override it")
-    parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory (runs/, results.csv, report/)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory (its runs, results.csv, report/)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a train flag (underscore name) and its values; repeat for a product; list flags take "
                              "':'-separated elements (hidden=30:30,100:100)")  # fmt: skip

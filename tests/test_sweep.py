@@ -102,7 +102,7 @@ def test_plan_is_product_times_seeds_named_by_values(tmp_path):
     assert len(plans) == 8 and len({p.path for p in plans}) == 8
     p = plans[-1]
     assert (p.config.lr, p.config.algo, p.config.seed, p.config.learners) == (1e-5, "dpsgd", 4, 4)
-    assert p.path == tmp_path.absolute() / "runs" / "lr=1e-05,algo=dpsgd,seed=4" and p.config.out == str(p.path)
+    assert p.path == tmp_path.absolute() / "lr=1e-05,algo=dpsgd,seed=4" and p.config.out == str(p.path)
     assert fmt_value([30, 30]) == "30:30" and fmt_value(None) == "none"
     with pytest.raises(ConfigError, match="^--lr: must be > 0"):
         plan_runs(SweepSpec(base=BASE, grid={"lr": [0.1, -1.0]}), tmp_path)
@@ -143,7 +143,7 @@ def test_local_sweep_end_to_end(local_sweep):
     from analysis.result import DualityResult
 
     for row in rows:
-        run = out / "runs" / f"algo={row['algo']},lr={row['lr']},seed=0"
+        run = out / f"algo={row['algo']},lr={row['lr']},seed=0"
         cfg = json.loads((run / "config.json").read_text())
         assert (cfg["algo"], cfg["lr"], cfg["seed"], cfg["learners"], cfg["epochs"]) == \
             (row["algo"], float(row["lr"]), 0, 4, 2)
@@ -168,8 +168,8 @@ def test_local_sweep_end_to_end(local_sweep):
 
 def test_rerun_skips_finished_runs(local_sweep):
     out, args, _ = local_sweep
-    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
-    before.update({p: p.stat().st_mtime_ns for p in out.glob("runs/*/analysis/duality.npz")})
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
+    before.update({p: p.stat().st_mtime_ns for p in out.glob("*/analysis/duality.npz")})
     assert len(before) == 8
     r = cli(args)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -192,7 +192,7 @@ def test_failing_and_diverging_runs_are_recorded(tmp_path):
     status = {(r["dataset"], r["lr"]): r["status"] for r in rows}
     assert status == {("mnist5k", "0.1"): "max_epochs", ("mnist5k", "10000.0"): "diverged",
                       ("cifar10", "0.1"): "failed", ("cifar10", "10000.0"): "failed"}
-    err = (tmp_path / "s" / "runs" / "dataset=cifar10,lr=0.1,seed=0" / "error.txt").read_text()
+    err = (tmp_path / "s" / "dataset=cifar10,lr=0.1,seed=0" / "error.txt").read_text()
     assert "Traceback" in err
     ok = next(r for r in rows if r["status"] == "max_epochs")
     assert ok["aw_gap"] and ok["size"]  # analysed
@@ -215,7 +215,7 @@ def test_resume_after_kill(tmp_path):
             if proc.poll() is not None:
                 pytest.fail("the sweep ended before it could be killed")
             workers = descendants(proc.pid)
-            done = list(out.glob("runs/*/summary.json"))
+            done = list(out.glob("*/summary.json"))
             if done and len(done) < 4:
                 break
         else:
@@ -227,7 +227,7 @@ def test_resume_after_kill(tmp_path):
             proc.kill()
     # the worker processes die with the sweep (none is left writing into the runs)
     assert workers and not wait_gone(workers, 20)
-    finished_before = {p.parent.name for p in out.glob("runs/*/summary.json")}
+    finished_before = {p.parent.name for p in out.glob("*/summary.json")}
     assert 1 <= len(finished_before) < 6
     _, rows = read_csv(out / "results.csv")
     assert len(rows) == 6 and "pending" in {r["status"] for r in rows}
@@ -236,7 +236,7 @@ def test_resume_after_kill(tmp_path):
     assert f"6 runs ({6 - len(finished_before)} run now, {len(finished_before)} skipped, 0 failed)" in r.stdout
     _, rows = read_csv(out / "results.csv")
     assert {r["status"] for r in rows} == {"max_epochs"} and {r["steps"] for r in rows} == {"30"}
-    for run in out.glob("runs/*"):  # an interrupted run was trained again from its start: one record per epoch
+    for run in out.glob("*=*"):  # an interrupted run was trained again from its start: one record per epoch
         assert len((run / "metrics.jsonl").read_text().splitlines()) == 6
 
 
@@ -304,5 +304,5 @@ def test_ray_sweep_on_a_local_cluster(ray_head, tmp_path):
     cols, rows = read_csv(out / "results.csv")
     assert cols == ["algo", "lr", *RESULT_COLUMNS] and len(rows) == 4
     assert {r_["status"] for r_ in rows} == {"max_epochs"} and all(r_["aw_gap"] for r_ in rows)
-    for run in out.glob("runs/*"):  # each run was a task in a worker process of the cluster
+    for run in out.glob("*=*"):  # each run was a task in a worker process of the cluster
         assert "(ray node " in (run / "sweep.log").read_text().splitlines()[0]
