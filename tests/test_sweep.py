@@ -306,3 +306,40 @@ def test_ray_sweep_on_a_local_cluster(ray_head, tmp_path):
     assert {r_["status"] for r_ in rows} == {"max_epochs"} and all(r_["aw_gap"] for r_ in rows)
     for run in out.glob("*=*"):  # each run was a task in a worker process of the cluster
         assert "(ray node " in (run / "sweep.log").read_text().splitlines()[0]
+
+
+# ---- the sweep report -------------------------------------------------------------------------------------
+def test_sweep_report_numbers_and_rendering(local_sweep, tmp_path):
+    """The report of the 2 × 2 sweep (algo × lr: a one-row regime map): its numbers agree with results.csv, and it
+    renders in headless Chromium with every figure loaded."""
+    from test_report import _chromium, _render
+
+    from ddl.report.sweep import build_sweep_report
+
+    out, _, _ = local_sweep
+    html = build_sweep_report(out, tmp_path / "report")
+    assert html == tmp_path / "report" / "report.html"
+    numbers = json.loads((tmp_path / "report" / "numbers.json").read_text())
+    _, rows = read_csv(out / "results.csv")
+    by = {(r["algo"], float(r["lr"])): r for r in rows}
+    for cell in numbers["cells"]:
+        row = by[(cell["values"]["algo"], cell["values"]["lr"])]
+        assert cell["numbers"]["test_err"]["mean"] == pytest.approx(float(row["test_error"]))
+        assert cell["numbers"]["pairwise_gap"]["mean"] == pytest.approx(float(row["aw_gap"]))
+        assert cell["numbers"]["sigma_w_sum"]["mean"] == pytest.approx(float(row["size"]))
+    (m,) = numbers["regime_maps"]
+    assert m["lr"] == [0.1, 0.3] and m["total_batch"] == [40]
+    for algo in ("ssgd", "dpsgd"):
+        assert m["test_error"][algo][0] == pytest.approx([float(by[(algo, lr)]["test_error"]) for lr in (0.1, 0.3)])
+    d = [float(by[("dpsgd", lr)]["test_error"]) - float(by[("ssgd", lr)]["test_error"]) for lr in (0.1, 0.3)]
+    assert m["most_different"] == [0, int(np.argmax(np.abs(d)))]
+    assert {"regime_map.png", "gap_lr.png", "spectra_lr.png", "trends_lr.png"} <= set(numbers["figures"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert all(f"({name})" in md for name in numbers["figures"])
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium); the CI test setup installs it")
+    res = _render(browser, html.read_text(), tmp_path)
+    assert res["errors"] == []
+    assert len(res["images"]) == len(numbers["figures"])
+    assert all(i["ok"] and i["w"] > 100 and i["h"] > 100 for i in res["images"]), res["images"]

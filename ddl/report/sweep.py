@@ -263,6 +263,12 @@ class RegimeMap:
     def difference(self) -> np.ndarray:
         return self.error["dpsgd"] - self.error["ssgd"]
 
+    def spread(self) -> np.ndarray:
+        """Seed-to-seed standard deviation of the difference, √(std_SSGD² + std_DPSGD²) (NaN with one seed)."""
+        std = {a: np.array([[c.stat("test_err")["std"] if c else np.nan for c in row] for row in self.cells[a]])
+               for a in ("ssgd", "dpsgd")}
+        return np.sqrt(std["ssgd"] ** 2 + std["dpsgd"] ** 2)
+
     def failed(self, algo: str) -> np.ndarray:
         return (self.diverged[algo] > 0) | (self.collapsed[algo] > 0)
 
@@ -379,7 +385,8 @@ def findings(grid: dict, cells: list[GridPoint], maps: list[RegimeMap]) -> tuple
     r, n = _corr([x["pairwise_gap"] for x in nums_run], [x["true_gap"] for x in nums_run])
     nums["corr_aw_true_gap"] = {"r": r, "n": n}
     if n >= 3:
-        lines.append(f"Across the {n} analysed runs the A-W estimate follows the true gap with Pearson r = {r:.2f}.")
+        lines.append(f"Across the {n} analysed runs, the A-W estimate and the true gap correlate with Pearson "
+                     f"r = {r:.2f}.")
     for param, values in grid.items():
         if not _numeric(values) or len(values) < 2:
             continue
@@ -392,21 +399,32 @@ def findings(grid: dict, cells: list[GridPoint], maps: list[RegimeMap]) -> tuple
                 nums.setdefault("trends", []).append({"param": param, "fixed": fixed, "true_gap": g})
     for m in maps:
         where = f" ({_label(m.fixed)})" if m.fixed else ""
-        better = [(m.batches[i], m.lrs[j], -m.difference[i, j] * 100) for i, j in np.argwhere(m.difference < -0.01)]
-        worse = [(m.batches[i], m.lrs[j], m.difference[i, j] * 100) for i, j in np.argwhere(m.difference > 0.01)]
+        spread = m.spread()
+        better = [(m.batches[i], m.lrs[j], -m.difference[i, j] * 100, spread[i, j] * 100)
+                  for i, j in np.argwhere(m.difference < -0.01)]
+        worse = [(m.batches[i], m.lrs[j], m.difference[i, j] * 100, spread[i, j] * 100)
+                 for i, j in np.argwhere(m.difference > 0.01)]
         only_ssgd_failed = [(m.batches[i], m.lrs[j]) for i, j in np.argwhere(m.failed("ssgd") & ~m.failed("dpsgd"))]
         if better:
             lines.append(f"Regime map{where}: DPSGD's test error is lower by more than 1 pp at "
-                         + "; ".join(f"B={b}, lr={_vs(lr)} ({d:.1f} pp)" for b, lr, d in better) + ".")
+                         + "; ".join(_diff_str(b, lr, d, sp) for b, lr, d, sp in better) + ".")
         if worse:
             lines.append(f"Regime map{where}: SSGD's test error is lower by more than 1 pp at "
-                         + "; ".join(f"B={b}, lr={_vs(lr)} ({d:.1f} pp)" for b, lr, d in worse) + ".")
+                         + "; ".join(_diff_str(b, lr, d, sp) for b, lr, d, sp in worse) + ".")
         if only_ssgd_failed:
             lines.append(f"Regime map{where}: SSGD diverged or collapsed while DPSGD trained at "
                          + "; ".join(f"B={b}, lr={_vs(lr)}" for b, lr in only_ssgd_failed) + ".")
         if not better and not worse and not only_ssgd_failed:
             lines.append(f"Regime map{where}: SSGD and DPSGD are within 1 pp of each other everywhere.")
     return lines, nums
+
+
+def _diff_str(b, lr, d: float, spread: float) -> str:
+    s = f"B={b}, lr={_vs(lr)} ({d:.1f} pp"
+    if np.isfinite(spread):
+        s += ", beyond" if d > spread else ", within"
+        s += f" the seeds' spread of {spread:.1f} pp"
+    return s + ")"
 
 
 def cell_table(grid: dict, cells: list[GridPoint]) -> Table:
@@ -444,7 +462,8 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
             return
         png = png_bytes(fig)
         figures.append((name, png))
-        blocks.extend([Heading(heading, 3, anchor=name), Paragraph(intro, "intro"), Image(name, heading, png)])
+        blocks.extend([Heading(heading, 3, anchor=name), *([Paragraph(intro, "intro")] if intro else []),
+                       Image(name, heading, png)])
 
     if maps:
         blocks.append(Heading("Regime map: SSGD vs DPSGD", 2, anchor="regime"))
