@@ -343,3 +343,21 @@ def test_sweep_report_numbers_and_rendering(local_sweep, tmp_path):
     assert res["errors"] == []
     assert len(res["images"]) == len(numbers["figures"])
     assert all(i["ok"] and i["w"] > 100 and i["h"] > 100 for i in res["images"]), res["images"]
+
+
+def test_recipes_parse_and_plan(tmp_path):
+    """Every recipe in launch/recipes is a valid spec: its grid, base flags and analysis options resolve."""
+    from ddl.sweep import load_spec, resolve_analysis
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "launch" / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 10
+    for path in recipes:
+        spec, execution = load_spec(path)
+        plans = plan_runs(spec, tmp_path / path.stem)
+        assert len(plans) == len(spec.seeds) * int(np.prod([len(v) for v in spec.grid.values()])), path.name
+        assert spec.title and spec.analyze
+        resolve_analysis(spec.analysis)
+    with pytest.raises(ConfigError, match="^SPEC: .*unknown keys gird"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("gird: {lr: [0.1]}\n")
+        load_spec(bad)
