@@ -67,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_arguments(sw, {f.name for f in dataclasses.fields(TrainConfig)})
     sw.set_defaults(func=run_sweep_command)
 
-    demo = sub.add_parser("demo", help="SSGD vs DPSGD on the embedded MNIST-5k, then analysis")
-    demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report")
-    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epoch budget")
-    demo.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to run (default: 0 1 2)")
+    demo = sub.add_parser("demo", help="where does DPSGD beat SSGD? a small regime map (n=16, MNIST-5k): sweep, "
+                          "analysis, report")
+    demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report (runs already "
+                      "done there are kept)")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epoch budget (300)")
+    demo.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to run (default: 0 1)")
+    demo.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per core)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -99,7 +102,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ddl.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, seeds=args.seeds)
+    run_demo(args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs)
     return 0
 
 
