@@ -579,6 +579,12 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
     jobs = cores if jobs is None else jobs
     if jobs < 1:
         raise ConfigError(f"--jobs: must be ≥ 1, got {jobs}")
+    if executor == "ray":  # a run's threads follow the CPUs Ray gives it
+        if cpus_per_run is None:
+            cpus_per_run = float(threads) if threads is not None else 1.0
+        if cpus_per_run <= 0 or gpus_per_run < 0:
+            raise ConfigError(f"--cpus-per-run: must be > 0, got {cpus_per_run}")
+        threads = threads if threads is not None else max(1, int(cpus_per_run))
     threads = threads if threads is not None else max(1, cores // jobs)
     if threads < 1:
         raise ConfigError(f"--threads: must be ≥ 1, got {threads}")
@@ -602,7 +608,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         by_name = {p.name: p for p in plans}
         if progress:
             print(f"sweep: {len(plans)} runs ({len(todo)} to do, {skipped} done before) in {out}; "
-                  f"{executor} executor, {jobs if executor == 'local' else 'Ray'} at a time, "
+                  f"{executor} executor, " + (f"{jobs} at a time, " if executor == "local" else
+                                              f"{cpus_per_run:g} CPUs and {gpus_per_run:g} GPUs per run, ") +
                   f"{threads} thread{'s' if threads != 1 else ''} per run", file=sys.stderr, flush=True)  # fmt: skip
         bar = progress_bar(len(plans), desc="sweep", unit="run", disable=not progress)
         bar.update(skipped)
@@ -631,8 +638,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
                 if executor == "local":
                     _run_local(tasks, jobs, threads, token, on_done)
                 else:
-                    _run_ray(tasks, address, cpus_per_run if cpus_per_run is not None else threads, gpus_per_run,
-                             on_done)
+                    _run_ray(tasks, address, cpus_per_run, gpus_per_run, on_done)
         finally:
             bar.close()
         results = write_results(out, plans, grid_keys)

@@ -119,6 +119,14 @@ def test_plain_progress_prints_lines_not_redraws(capsys):
     assert err.startswith("sweep: 2/4 run (50%)") and "ETA" in err and err.rstrip().endswith("loss=0.5")
 
 
+def test_train_progress_is_plain_lines_when_not_a_terminal(tmp_path):
+    r = cli(["train", *BASE_FLAGS, "--out", str(tmp_path / "run")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "\r" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("ssgd n=4: ")]
+    assert lines and lines[-1].startswith("ssgd n=4: 10/10 step (100%)") and "test_acc=" in lines[-1]
+
+
 # ---- a 2 × 2 sweep on 2 local worker processes ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
