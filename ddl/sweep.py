@@ -354,6 +354,7 @@ def execute_run(task: dict) -> dict:
             stage = "analysis"
             if task["analyze"] and _read_json(path / "summary.json").get("status") != "diverged":
                 (path / "analysis-error.txt").unlink(missing_ok=True)
+                (path / "analysis" / "options.json").unlink(missing_ok=True)  # valid again only once this is done
                 _analyze(path, task["analysis"])
                 write_json(path / "analysis" / "options.json", task["analysis"])
         return {"name": task["name"], "ok": True, "error": None}
