@@ -393,9 +393,13 @@ def findings(grid: dict, cells: list[GridPoint], maps: list[RegimeMap]) -> tuple
         for fixed, line in _series(param, grid, cells)[:MAX_PANELS]:
             g = [c.stat("true_gap")["mean"] if c else np.nan for c in line]
             if np.isfinite(g[0]) and np.isfinite(g[-1]):
+                steps = np.diff([x for x in g if np.isfinite(x)])
                 word = "rises" if g[-1] > g[0] else "falls"
-                lines.append(f"{_label(fixed)}: the true gap {word} from {g[0]:.4g} to {g[-1]:.4g} as {param} goes "
-                             f"from {_vs(values[0])} to {_vs(values[-1])}.")  # fmt: skip
+                if not (np.all(steps > 0) or np.all(steps < 0)):
+                    word += " (not monotonically)"
+                seq = ", ".join(f"{x:.4g}" for x in g)
+                lines.append(f"{_label(fixed)}: the true gap {word} as {param} goes from {_vs(values[0])} to "
+                             f"{_vs(values[-1])}: {seq}.")  # fmt: skip
                 nums.setdefault("trends", []).append({"param": param, "fixed": fixed, "true_gap": g})
     for m in maps:
         where = f" ({_label(m.fixed)})" if m.fixed else ""
