@@ -172,7 +172,8 @@ def fig_gap(param: str, grid: dict, cells: list[GridPoint]) -> Figure | None:
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax, (fixed, line) in zip(axes, series):
         xs = _axis(ax, grid[param], param)
-        _errorbar(ax, xs, line, "true_gap", color="k", label="true gap")
+        # drawn wide and pale underneath: where the estimate is exact the two lines coincide
+        _errorbar(ax, xs, line, "true_gap", color="k", lw=4, alpha=0.3, label="true gap")
         _errorbar(ax, xs, line, "pairwise_gap", color="C0", label="A-W estimate")
         _errorbar(ax, xs, line, "sharp_gap", color="C3", ls="--", label="sharp part")
         _errorbar(ax, xs, line, "flat_gap", color="C2", ls=":", label="flat part")
