@@ -193,7 +193,7 @@ def test_failing_and_diverging_runs_are_recorded(tmp_path):
     """A run whose data cannot be loaded fails, one with a huge learning rate diverges; the others finish."""
     spec = SweepSpec(base={**BASE, "data_dir": str(tmp_path / "empty")},
                      grid={"dataset": ["mnist5k", "cifar10"], "lr": [0.1, 1e4]}, seeds=[0], analyze=True,
-                     analysis=ANALYSIS)
+                     analysis=ANALYSIS)  # only the one run that trains well is analysed
     res = run_sweep(spec, tmp_path / "s", jobs=2, progress=False, report=False)
     assert sorted(res.failed) == ["dataset=cifar10,lr=0.1,seed=0", "dataset=cifar10,lr=10000.0,seed=0"]
     _, rows = read_csv(res.results)
@@ -212,7 +212,7 @@ def test_resume_after_kill(tmp_path):
     """kill -9 the sweep while runs are going on: its workers die with it; the same command then finishes the
     sweep, skipping the runs done before and redoing the interrupted ones."""
     out = tmp_path / "s"
-    args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--epochs", "6", "--grid", "lr=0.1,0.2,0.3",
+    args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--epochs", "6", "--grid", "lr=0.1,0.2",
             "--seeds", "0", "1", "--jobs", "2", "--out", str(out), "--no-analyze", "--no-report"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.monotonic() + 300
@@ -224,7 +224,7 @@ def test_resume_after_kill(tmp_path):
                 pytest.fail("the sweep ended before it could be killed")
             workers = descendants(proc.pid)
             done = list(out.glob("*/summary.json"))
-            if done and len(done) < 4:
+            if done:
                 break
         else:
             pytest.fail("no run finished in time")
@@ -236,12 +236,12 @@ def test_resume_after_kill(tmp_path):
     # the worker processes die with the sweep (none is left writing into the runs)
     assert workers and not wait_gone(workers, 20)
     finished_before = {p.parent.name for p in out.glob("*/summary.json")}
-    assert 1 <= len(finished_before) < 6
+    assert 1 <= len(finished_before) < 4
     _, rows = read_csv(out / "results.csv")
-    assert len(rows) == 6 and "pending" in {r["status"] for r in rows}
+    assert len(rows) == 4 and "pending" in {r["status"] for r in rows}
     r = cli(args[3:])
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"6 runs ({6 - len(finished_before)} run now, {len(finished_before)} skipped, 0 failed)" in r.stdout
+    assert f"4 runs ({4 - len(finished_before)} run now, {len(finished_before)} skipped, 0 failed)" in r.stdout
     _, rows = read_csv(out / "results.csv")
     assert {r["status"] for r in rows} == {"max_epochs"} and {r["steps"] for r in rows} == {"30"}
     for run in out.glob("*=*"):  # an interrupted run was trained again from its start: one record per epoch
