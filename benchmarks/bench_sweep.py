@@ -30,6 +30,14 @@ def load_average() -> list[float]:
         return []
 
 
+def autogroup() -> bool | None:
+    """Whether the kernel schedules by session (autogroup); None where unknown."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
@@ -70,9 +78,11 @@ def main() -> None:
         "median_wall_s": med,
         "speedup_jobs2_over_jobs1_same_threads": med["jobs1_threads1"] / med["jobs2_threads1"],
         "load_average_before_each": loads,
-        "note": "shared 2-core machine under heavy load from other users (load average 12-23); numbers are noisy. "
-                "Tiny MLP runs gain nothing from a second torch thread, and on an oversubscribed machine the "
-                "threads' synchronisation makes a run many times slower.",
+        "sched_autogroup": autogroup(),
+        "note": "With the kernel's autogroup scheduling on, all processes of one terminal session share that "
+                "session's CPU share, so on a machine loaded by other sessions K jobs get no more CPU than one "
+                "(and pay K worker start-ups); the speed-up of --jobs shows on an otherwise idle machine. "
+                "Numbers from a shared, loaded machine are noisy.",
     }
     path = write("sweep.json", payload)
     print(", ".join(f"{k}: {v:.1f} s" for k, v in med.items()) + f"; wrote {path}")
