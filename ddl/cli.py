@@ -1,4 +1,4 @@
-"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``clock``, ``demo``.
+"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``sweep``, ``clock``, ``demo``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig` and analysis flags from
 :class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.flags`), so the CLI, config files and the Python
@@ -49,12 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         "  torchrun --nproc-per-node 2 -m ddl.cli train --backend torchrun --algo ssgd --learners 16\n"
         "  ddl analyze runs/dp --layer fc2\n"
         "  ddl compare runs/ssgd runs/dp --out runs/report\n"
+        "  ddl sweep --learners 16 --grid algo=ssgd,dpsgd --grid lr=0.1,0.5 --seeds 0 1 --out runs/sweep\n"
         "  ddl clock --model resnet18 --learners 16 --out runs/clock\n"
         "  ddl demo --out runs/demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,analyze,compare,clock,demo}",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{train,analyze,compare,sweep,clock,demo}", parser_class=_Parser)
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
     add_dataclass_flags(tr, TrainConfig)
@@ -71,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(cmp_)
     cmp_.set_defaults(func=run_compare)
 
+    from ddl.sweep import SWEEP_OWNED, add_sweep_arguments, run_sweep_command
+
+    sw = sub.add_parser("sweep", help="a grid of runs (grid values × seeds) in parallel, analysed, with a report",
+                        description="Run the product of --grid values × --seeds (any train flag sets the base of "
+                        "every run), skip runs already done, write DIR/results.csv and DIR/report.")
+    add_dataclass_flags(sw, TrainConfig, include=lambda f: f.name not in SWEEP_OWNED)
+    add_sweep_arguments(sw, {f.name for f in dataclasses.fields(TrainConfig)})
+    sw.set_defaults(func=run_sweep_command)
+
     from ddl.clock_figures import add_clock_arguments, run_clock
 
     clk = sub.add_parser("clock", help="simulated wall clock: DPSGD's speed-up over SSGD against latency, "
@@ -78,10 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_clock_arguments(clk)
     clk.set_defaults(func=run_clock)
 
-    demo = sub.add_parser("demo", help="SSGD vs DPSGD on the embedded MNIST-5k, then analysis")
-    demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report")
-    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epoch budget")
-    demo.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to run (default: 0 1 2)")
+    demo = sub.add_parser("demo", help="where does DPSGD beat SSGD? a small regime map (n=16, MNIST-5k): sweep, "
+                          "analysis, report")
+    demo.add_argument("--out", default="runs/demo", help="directory for the runs and the report (runs already "
+                      "done there are kept)")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epoch budget (300)")
+    demo.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to run (default: 0 1)")
+    demo.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per core)")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -112,7 +125,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ddl.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, seeds=args.seeds)
+    run_demo(args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs)
     return 0
 
 

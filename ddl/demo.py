@@ -1,10 +1,12 @@
-"""``ddl demo``: the paper's case study (Section 2.5) on the embedded MNIST-5k, end to end.
+"""``ddl demo``: in which regime does DPSGD generalize better than SSGD, and why — a small regime map run by the
+sweep engine (:mod:`ddl.sweep`) on the embedded MNIST-5k.
 
-SSGD and DPSGD (ring) with n = 16 learners of local batch 25 (total batch 400, the large-batch regime) at a
-learning rate near SSGD's stability limit on this data (SSGD still converges at 0.8 and not at 0.9 here;
-DPSGD on the ring already fails at 0.7 for seed 0, so 0.5 keeps both stable), the paper's 784-30-30-10 MLP,
-three seeds, noise measured during training; then the duality analysis of every run's middle 30×30 layer
-(``fc2``, the layer the paper analyses) and the comparison report.
+SSGD and DPSGD (ring) with n = 16 learners, the paper's 784-30-30-10 MLP, two learning rates × two total batch
+sizes around SSGD's stability edge on this data (with b = 25, i.e. B = 400, SSGD still converges at lr 0.8 and
+fails at 0.9), two seeds, at most 300 epochs with the paper's stop rule, noise measured during training; every
+run's middle 30×30 layer (``fc2``, the layer the paper analyses) decomposed.  The sweep report has the regime map
+(both algorithms' test error, diverged and collapsed cells marked, their difference), the duality comparison and
+the noise figures at the cell where the two algorithms differ most, and the trends against lr and B.
 """
 
 from __future__ import annotations
@@ -12,32 +14,27 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ddl.analyze import analyze_run
-from ddl.config import TrainConfig
-from ddl.report.compare import compare_runs
-from ddl.train import train
+from ddl.sweep import SweepSpec, run_sweep
 
-DEMO = dict(learners=16, batch_size=25, lr=0.5, epochs=300, stop_loss=1e-3, measure_noise=50, model="mlp",
-            dataset="mnist5k", eval_every=5)
+DEMO_BASE = dict(learners=16, topology="ring", epochs=300, stop_loss=1e-3, measure_noise=50, model="mlp",
+                 dataset="mnist5k", eval_every=5)
+DEMO_GRID = {"algo": ["ssgd", "dpsgd"], "lr": [0.5, 1.0], "batch_size": [25, 100]}  # B = 400, 1600
+DEMO_SEEDS = [0, 1]
 DEMO_LAYER = "fc2"
 
 
-def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seeds: list[int] | None = None) -> Path:
-    out = Path(out)
-    seeds = [0, 1, 2] if seeds is None else seeds
-    params = {**DEMO, **({"epochs": epochs} if epochs else {})}
+def demo_spec(epochs: int | None = None, seeds: list[int] | None = None) -> SweepSpec:
+    base = {**DEMO_BASE, **({"epochs": epochs} if epochs else {})}
+    return SweepSpec(base=base, grid={k: list(v) for k, v in DEMO_GRID.items()},
+                     seeds=list(DEMO_SEEDS if seeds is None else seeds), analyze=True,
+                     analysis={"layer": DEMO_LAYER}, title="Where does DPSGD beat SSGD? n = 16 on MNIST-5k")
+
+
+def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seeds: list[int] | None = None,
+             jobs: int | None = None) -> Path:
+    """Run (or finish: done runs are kept) the demo sweep in ``out``; the report's path."""
     t0 = time.perf_counter()
-    runs = []
-    for seed in seeds:
-        for algo in ("ssgd", "dpsgd"):
-            cfg = TrainConfig(algo=algo, seed=seed, out=str(out / f"{algo}-s{seed}"), overwrite=True, **params)
-            res = train(cfg)
-            msg = f"diverged at step {res.diverged_step}" if res.status == "diverged" else res.status
-            print(f"  {algo} seed {seed}: {msg} after {res.steps} steps, test acc {res.final.get('test_acc', 0):.4f}")
-            runs.append(cfg.out)
-    for r in runs:
-        analyze_run(r, layer=DEMO_LAYER, progress=True)
-    report = compare_runs(runs, out / "report", title="SSGD vs DPSGD on MNIST-5k (n=16, B=400)")
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; runs in {out}")
-    print(f"report: {report}")
-    return report
+    res = run_sweep(demo_spec(epochs, seeds), out, jobs=jobs)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; runs in {res.out}")
+    print(f"report: {res.report}")
+    return res.report

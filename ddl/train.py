@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
@@ -32,6 +31,7 @@ from ddl.errors import ConfigError, DDLError, RunDirError
 from ddl.flat import FlatSpec
 from ddl.learners import LearnerGradients, evaluate
 from ddl.models import build_model
+from ddl.progress import progress_bar
 from ddl.rundir import append_jsonl, read_config, read_jsonl, save_torch, write_json
 from ddl.schedule import learning_rate, weight_decay
 from ddl.stream import MinibatchStream
@@ -197,8 +197,8 @@ class Trainer:
         status = "max_epochs"
         algo_s, steps_timed = 0.0, 0  # this worker's time in algorithm steps (the clock's measured base)
         step = self.state.step
-        bar = tqdm(total=total, initial=step, disable=not (main and cfg.progress),
-                   desc=f"{cfg.algo} n={cfg.learners}", unit="step", dynamic_ncols=True)
+        bar = progress_bar(total, desc=f"{cfg.algo} n={cfg.learners}", unit="step",
+                           disable=not (main and cfg.progress), initial=step)
         if ck is None:
             self._checkpoint(first_bad, bad_learner, bad_loss, loss_acc, n_acc, t0)
         ended = ck.get("result") if ck is not None else None
