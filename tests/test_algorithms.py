@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ddl.algorithms import Mixer
 from ddl.comm import SimCollective
 from ddl.flat import FlatSpec
-from ddl.topology import TOPOLOGIES, complete, make_topology, ring
+from ddl.topology import complete, make_topology, ring
 from ddl.train import Trainer
 
 
@@ -87,8 +87,10 @@ def dpsgd_oracle(cfg, topology, k):
     return out
 
 
-@pytest.mark.parametrize("topo", list(TOPOLOGIES))
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
+# every topology, each update path (plain: gradient written inside the mixing; momentum: into the buffer) on
+# the ring and the complete graph and one of them on each other graph (CI time)
+@pytest.mark.parametrize("topo,momentum", [("ring", 0.0), ("ring", 0.9), ("complete", 0.0), ("complete", 0.9),
+                                           ("torus", 0.9), ("exponential", 0.0), ("one-peer-exponential", 0.9)])
 def test_dpsgd_equals_per_learner_oracle(small_cfg, topo, momentum):
     cfg = small_cfg(algo="dpsgd", learners=6, batch_size=10, lr=0.2, topology=topo, momentum=momentum,
                     weight_decay=1e-3)
