@@ -260,8 +260,11 @@ def test_random_numeric_values_are_checked_or_accepted():
     rng = random.Random(0)
     pool = [math.nan, math.inf, -math.inf, -1e300, -1.5, -1, 0, 0.5, 1, 1.0, 2, 3.7, 1e300, True, "1", None]
     hints = typing.get_type_hints(TrainConfig)
-    numeric = [f.name for f in dataclasses.fields(TrainConfig) if f.name in _RANGES]
+    numeric = [f.name for f in dataclasses.fields(TrainConfig)
+               if any(t in (int, float) for t in (hints[f.name], *typing.get_args(hints[f.name])))
+               or typing.get_args(hints[f.name]) and typing.get_origin(hints[f.name]) is list]
     assert len(numeric) >= 25
+    assert set(numeric) <= set(_RANGES), f"numeric fields without a range: {sorted(set(numeric) - set(_RANGES))}"
     for _ in range(600):
         name = rng.choice(numeric)
         value = rng.choice(pool)
