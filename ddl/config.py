@@ -169,22 +169,7 @@ class TrainConfig:
                     _check_range(name, x, lo, lo_open, hi, hi_open)
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
-        self._validate_clock()
         return self
-
-    def _validate_clock(self) -> None:
-        if self.compute_ms is not None and not self.compute_ms > 0:
-            raise ConfigError(f"--compute-ms: must be > 0, got {self.compute_ms}")
-        if not self.jitter >= 0:
-            raise ConfigError(f"--jitter: must be ≥ 0, got {self.jitter}")
-        if not 0 <= self.straggler_prob <= 1:
-            raise ConfigError(f"--straggler-prob: must be in [0, 1], got {self.straggler_prob}")
-        if not self.straggler_slowdown >= 1:
-            raise ConfigError(f"--straggler-slowdown: must be ≥ 1, got {self.straggler_slowdown}")
-        if not self.latency_us >= 0:
-            raise ConfigError(f"--latency-us: must be ≥ 0, got {self.latency_us}")
-        if not self.bandwidth_gbps > 0:
-            raise ConfigError(f"--bandwidth-gbps: must be > 0, got {self.bandwidth_gbps}")
 
     @property
     def total_batch(self) -> int:
@@ -233,6 +218,12 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "workers": (1, False, None, False),
     "checkpoint_every": (0, False, None, False),
     "ray_max_restarts": (0, False, None, False),
+    "compute_ms": (0, True, None, False),
+    "jitter": (0, False, None, False),
+    "straggler_prob": (0, False, 1, False),
+    "straggler_slowdown": (1, False, None, False),
+    "latency_us": (0, False, None, False),
+    "bandwidth_gbps": (0, True, None, False),
 }
 
 

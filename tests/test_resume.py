@@ -19,7 +19,7 @@ from ddl.cli import main
 # DPSGD with dropout and momentum: every piece of state a resume must restore matters here
 BASE = ["--algo", "dpsgd", "--learners", "4", "--batch-size", "10", "--lr", "0.1", "--momentum", "0.5",
         "--dropout", "0.3", "--train-per-class", "40", "--test-per-class", "10", "--seed", "1", "--no-progress",
-        "--checkpoint-every", "2", "--eval-every", "1"]
+        "--checkpoint-every", "2", "--eval-every", "1", "--compute-ms", "1"]  # a fixed clock base: sim_time_s too
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -76,7 +76,7 @@ def test_noise_log_and_meter_state_continue(tmp_path, capsys):
     """noise.jsonl is cut back to the checkpoint and the meter's warm start is restored: same records."""
     args = ["--algo", "dpsgd", "--learners", "2", "--batch-size", "20", "--train-per-class", "20",
             "--test-per-class", "5", "--no-progress", "--measure-noise", "5", "--noise-samples", "50",
-            "--noise-top-k", "2", "--checkpoint-every", "1"]
+            "--noise-top-k", "2", "--checkpoint-every", "1", "--compute-ms", "1"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert cli(capsys, "train", *args, "--epochs", "2", "--out", full)[0] == 0
     assert cli(capsys, "train", *args, "--epochs", "1", "--out", part)[0] == 0
@@ -222,7 +222,7 @@ def test_kill_9_of_a_real_training_then_resume(tmp_path):
     run equals the uninterrupted one bit for bit, metrics with no line lost or repeated."""
     args = ["--algo", "dpsgd", "--learners", "4", "--batch-size", "5", "--lr", "0.05", "--dropout", "0.2",
             "--momentum", "0.9", "--train-per-class", "200", "--test-per-class", "10", "--seed", "4", "--epochs",
-            "4", "--checkpoint-every", "1", "--no-progress"]
+            "4", "--checkpoint-every", "1", "--no-progress", "--compute-ms", "1"]
     out, ref = tmp_path / "killed", tmp_path / "ref"
     # every run in its own process with the same threads: float sums over many elements (the consensus distance)
     # round differently with another thread count
@@ -263,7 +263,7 @@ def test_resume_on_cuda_is_bit_identical(tmp_path):
     x, y = torch.rand(400, 1, 28, 28, generator=g), torch.randint(0, 10, (400,), generator=g)
     data = Dataset("mnist5k", x[:300], y[:300], x[300:], y[300:], torch.ones(300, dtype=torch.bool), y[:300], 10)
     cfg = TrainConfig(algo="dpsgd", learners=4, batch_size=5, lr=0.05, momentum=0.9, dropout=0.3, epochs=4,
-                      checkpoint_every=1, device="cuda", progress=False, out=str(tmp_path / "full"))
+                      checkpoint_every=1, device="cuda", compute_ms=1.0, progress=False, out=str(tmp_path / "full"))
     Trainer(cfg, data=data).run()
     part = dataclasses.replace(cfg, out=str(tmp_path / "part"), epochs=2)
     Trainer(part, data=data).run()
