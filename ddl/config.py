@@ -208,6 +208,8 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "measure_noise": (0, False, None, False),
     "noise_samples": (1, False, None, False),
     "noise_top_k": (1, False, None, False),
+    "noise_lanczos_tol": (0, True, None, False),
+    "noise_lanczos_max_iter": (1, False, None, False),
     "hidden": (1, False, None, False),
     "dropout": (0, False, 1, True),
     "init_scale": (0, True, None, False),
