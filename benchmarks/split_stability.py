@@ -1,6 +1,7 @@
 """How stable is each sharp/flat split rule across seeds?  (docs/measurements.md, issue 9 item 6)
 
-Trains SSGD and DPSGD with the demo's settings (``ddl.demo.DEMO``, optionally fewer epochs) for several seeds,
+Trains SSGD and DPSGD in one cell of the demo's map (``ddl.demo.DEMO_BASE`` with lr 0.5 and b = 25, i.e.
+B = 400; optionally fewer epochs) for several seeds,
 decomposes every run's ``fc2`` (the paper's layer; a full eigenbasis, so every rule can be re-applied to the
 same spectrum), then applies each candidate split rule and reports, per algorithm, n_sharp and the sharp share
 of the pair-wise gap across seeds.  Writes ``benchmarks/results/split_stability-e<EPOCHS>.json``.
@@ -29,12 +30,20 @@ CANDIDATES = [
 ]
 
 
+def _cell() -> dict:
+    from ddl.demo import DEMO_BASE
+
+    return {**DEMO_BASE, "lr": 0.5, "batch_size": 25}
+
+
+CELL = _cell()
+
+
 def train_runs(root: Path, seeds: list[int], epochs: int | None) -> list[Path]:
     from ddl.config import TrainConfig
-    from ddl.demo import DEMO
     from ddl.train import train
 
-    params = {**DEMO, "measure_noise": 0, **({"epochs": epochs} if epochs else {})}
+    params = {**CELL, "measure_noise": 0, **({"epochs": epochs} if epochs else {})}
     runs = []
     for seed in seeds:
         for algo in ("ssgd", "dpsgd"):
@@ -60,9 +69,7 @@ def main(argv=None) -> None:
     if a.train_only:
         return
     from ddl.analyze import analyze_run
-    from ddl.demo import DEMO, DEMO_LAYER
-
-    DEMO_EPOCHS = DEMO["epochs"]
+    from ddl.demo import DEMO_LAYER
 
     results = {}
     for r in runs:
@@ -84,7 +91,7 @@ def main(argv=None) -> None:
     gaps = {name: {"pairwise_gap": res.pairwise_gap, "true_gap": res.true_gap, "train_loss": res.train_loss,
                    "test_loss": res.test_loss} for name, res in results.items()}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"split_stability-e{a.epochs or DEMO_EPOCHS}.json"
+    out = RESULTS / f"split_stability-e{a.epochs or CELL['epochs']}.json"
     out.write_text(json.dumps({"machine": machine(), "epochs": a.epochs, "seeds": a.seeds, "layer": DEMO_LAYER,
                                "runs": gaps, "rules": table}, indent=1))
     print(f"wrote {out}")

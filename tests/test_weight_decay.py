@@ -42,6 +42,7 @@ def oracle(cfg, k, mixing, data):
     models = [copy.deepcopy(tr.model) for _ in range(n)]
     spec = FlatSpec.of(tr.model)
     out = []
+    bufs = [torch.zeros(spec.numel, dtype=tr.dtype) for _ in range(n)]
     for step in range(k):
         idx = tr.stream.indices(step, range(n))
         grads, ws = [], []
@@ -55,22 +56,25 @@ def oracle(cfg, k, mixing, data):
             ws.append(spec.flatten(m))
         if cfg.algo == "ssgd":
             grads = [sum(grads) / n] * n
+        if cfg.momentum:  # heavy ball, per learner: u ← μ u + g
+            bufs = [cfg.momentum * u + g for u, g in zip(bufs, grads)]
+            grads = bufs
         for a, m in enumerate(models):
             spec.load(m, sum(mixing[a][j] * ws[j] for j in range(n)) - cfg.lr * grads[a])
         out.append(torch.stack([spec.flatten(m) for m in models]))
     return out
 
 
-@pytest.mark.parametrize("kind", ["l2sq", "l2norm"])
+@pytest.mark.parametrize("kind,momentum", [("l2sq", 0.0), ("l2norm", 0.0), ("l2sq", 0.9), ("l2norm", 0.9)])
 @pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
-def test_training_applies_the_chosen_penalty(small_cfg, algo, kind, data):
+def test_training_applies_the_chosen_penalty(small_cfg, algo, kind, momentum, data):
     n = 4
     # ring of 4, written out: each learner averages itself and its two neighbours with weight 1/3
     t = 1 / 3
     ring4 = [[t, t, 0, t], [t, t, t, 0], [0, t, t, t], [t, 0, t, t]]
     mixing = ring4 if algo == "dpsgd" else [[1 / n] * n] * n  # SSGD: all start from the average
     cfg = small_cfg(algo=algo, learners=n, batch_size=10, lr=0.2, weight_decay=0.05, weight_decay_kind=kind,
-                    dtype="float64")
+                    momentum=momentum, dtype="float64")
     tr = Trainer(cfg, data=data)
     ws = []
     for step in range(4):
@@ -83,7 +87,7 @@ def test_training_applies_the_chosen_penalty(small_cfg, algo, kind, data):
     # the two penalties really differ at these weights
     other = "l2norm" if kind == "l2sq" else "l2sq"
     cfg2 = small_cfg(algo=algo, learners=n, batch_size=10, lr=0.2, weight_decay=0.05, weight_decay_kind=other,
-                     dtype="float64", name="other")
+                     momentum=momentum, dtype="float64", name="other")
     assert (oracle(cfg2, 1, mixing, data)[0] - ref[0]).abs().max() > 1e-4
 
 

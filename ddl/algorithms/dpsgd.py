@@ -21,6 +21,7 @@ import torch
 
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.mixing import Mixer
+from ddl.algorithms.weight_decay import decay_gradient
 
 
 class DPSGD(Algorithm):
@@ -40,22 +41,30 @@ class DPSGD(Algorithm):
         t = state.step
         pending = self.mixer.start(W, t)
         out = self._output_buffer(W)
+        # l2sq's decay β w is a multiple of the own row and joins the fused paths below; any other penalty's
+        # gradient (l2norm: β w/‖w‖ per learner) is computed here, at the weights before the step, and added
+        decay_sq = weight_decay if self.weight_decay_kind == "l2sq" else 0.0
+        extra = decay_gradient(W, weight_decay, self.weight_decay_kind) if weight_decay and not decay_sq else None
         if self.momentum:
             if state.momentum is None:
                 state.momentum = torch.zeros_like(W)
             u = state.momentum
-            # u ← μ u + ∇L + β w, then w ← M w − α u
+            # u ← μ u + ∇L + ∇penalty, then w ← M w − α u
             losses, state.buffers = self.gradients.grads_into(W, state.buffers, xs, ys, u, alpha=1.0,
                                                               beta=self.momentum)
-            if weight_decay:
-                u.add_(W, alpha=weight_decay)
+            if decay_sq:
+                u.add_(W, alpha=decay_sq)
+            if extra is not None:
+                u.add_(extra)
             self.mixer.finish(W, pending, t, out=out)
             out.add_(u, alpha=-lr)
         else:
             # out ← −α ∇L + M w − α β w (the decay term joins the own-row weight), the gradient rows written
             # band by band by the mixing, just before it adds the neighbours into them
             losses, state.buffers, write = self.gradients.grads_deferred(W, state.buffers, xs, ys, alpha=-lr)
-            self.mixer.finish(W, pending, t, out=out, fill=write, self_extra=-lr * weight_decay)
+            self.mixer.finish(W, pending, t, out=out, fill=write, self_extra=-lr * decay_sq)
+            if extra is not None:
+                out.add_(extra, alpha=-lr)
         self._replace_weights(state, out)
         del W
         state.step += 1
