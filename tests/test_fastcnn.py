@@ -6,7 +6,7 @@ from torch import nn
 
 from ddl import fastcnn
 from ddl.flat import FlatSpec
-from ddl.learners import LearnerCompute
+from ddl.learners import LearnerGradients
 from ddl.models import build_model
 
 
@@ -38,15 +38,15 @@ def test_fast_cnn_equals_loop(name, make, shape, classes, m):
     W = spec.flatten(model) + 0.05 * torch.randn(m, spec.numel, generator=g, dtype=torch.float64)
     xs = torch.randn(m, 6, *shape, generator=g, dtype=torch.float64)
     ys = torch.randint(0, classes, (m, 6), generator=g)
-    fast = LearnerCompute(model, spec, "auto")
+    fast = LearnerGradients(model, spec, "auto")
     assert isinstance(fast.fast, fastcnn.StackedCNN)
     G1, l1, _ = fast.grads(W, {}, xs, ys)
-    G2, l2, _ = LearnerCompute(model, spec, "loop").grads(W, {}, xs, ys)
+    G2, l2, _ = LearnerGradients(model, spec, "loop").grads(W, {}, xs, ys)
     assert (G1 - G2).abs().max() <= 1e-10 * max(1.0, float(G2.abs().max()))
     assert (l1 - l2).abs().max() <= 1e-12
     # SSGD: one learner holding all m·b samples, gradient summed over learners
     g1, s1, _ = fast.sum_grads_shared(W[0], {}, xs, ys)
-    g2, s2, _ = LearnerCompute(model, spec, "loop").sum_grads_shared(W[0], {}, xs, ys)
+    g2, s2, _ = LearnerGradients(model, spec, "loop").sum_grads_shared(W[0], {}, xs, ys)
     assert (g1 - g2).abs().max() <= 1e-10 * max(1.0, float(g2.abs().max()))
     assert (s1 - s2).abs().max() <= 1e-12
 

@@ -87,5 +87,5 @@ def test_ssgd_shared_weights_accepts_channels_last_inputs():
     spec, W, bufs, xs, ys = stacked(model, 3, 4, (2, 5, 5), 3)
     cl = xs.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     assert cl[0].is_contiguous(memory_format=torch.channels_last)
-    fast = LearnerCompute(model, spec, "vmap")
+    fast = LearnerGradients(model, spec, "vmap")
     assert_same(fast.sum_grads_shared(W[0], bufs, cl, ys), fast.sum_grads_shared(W[0], bufs, xs, ys), tol=1e-12)
