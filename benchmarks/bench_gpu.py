@@ -57,9 +57,9 @@ FULL = dict(learners=16, batches=(32, 512), image=(3, 32, 32), classes=10,
             n_train=50_000, n_test=10_000, feature_dims={"resnet18_fc": 512, "densenet121_classifier": 1024},
             tr_learners=4, tr_batch=25, tr_epochs=1, tr_algos=("ssgd", "dpsgd"))  # fmt: skip
 # the smoke run exercises every code path once: all settings on ResNet-18, the bf16 + channels_last one on DenseNet
-SMOKE = dict(learners=2, batches=(2,), image=(3, 8, 8), classes=10,
+SMOKE = dict(learners=2, batches=(2, 4), image=(3, 8, 8), classes=10,
              repeats={"resnet18": 1, "densenet121": 1}, warmup=0,
-             settings={"resnet18": SETTINGS, "densenet121": [("bf16", True)]}, loop_min_batch=2,
+             settings={"resnet18": SETTINGS, "densenet121": [("bf16", True)]}, loop_min_batch=4,
              n_train=400, n_test=100, feature_dims={"resnet18_fc": 16, "densenet121_classifier": 24},
              tr_learners=2, tr_batch=25, tr_epochs=1, tr_algos=("dpsgd",))  # fmt: skip
 

@@ -28,11 +28,14 @@ def test_smoke_runs_every_part(tmp_path, monkeypatch):
     assert bench_gpu.main(["--smoke", "--parts", "torchrun", "resnet18", "analysis", "--out", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["smoke"] and d["machine"]["device"] == "cpu" and d["summary"]["failures"] == []
-    case = d["parts"]["resnet18"]["cases"]["b2_bf16_channels_last"]
-    for variant in ("single_model", "ssgd_n2", "dpsgd_n2", "dpsgd_n2_loop"):
-        assert case[variant]["status"] == "ok" and case[variant]["median_s"] > 0
-        assert case[variant]["images_per_s"] > 0
-    assert case["dpsgd_n2"]["ratio_to_single_model"] > 0
+    cases = d["parts"]["resnet18"]["cases"]
+    # batched learners at the small local batch, the per-learner loop at the large one
+    for key, variants in (("b2_bf16_channels_last", ("ssgd_n2", "dpsgd_n2")),
+                          ("b4_bf16_channels_last", ("ssgd_n2_loop", "dpsgd_n2_loop"))):
+        for variant in ("single_model", *variants):
+            assert cases[key][variant]["status"] == "ok" and cases[key][variant]["median_s"] > 0
+            assert cases[key][variant]["images_per_s"] > 0
+        assert cases[key][variants[1]]["ratio_to_single_model"] > 0
     assert set(d["parts"]["analysis"]["cases"]) == {
         "resnet18_fc_float64", "resnet18_fc_float32", "densenet121_classifier_float64",
         "densenet121_classifier_float32"}
@@ -51,4 +54,4 @@ def test_time_guard_records_skipped_cases(tmp_path):
     d = json.loads(out.read_text())
     assert d["parts"]["resnet18"]["cases"] == {} and d["parts"]["analysis"]["cases"] == {}
     skipped = d["summary"]["skipped"]
-    assert len(skipped) == 4 + 4 and all("time budget" in s for s in skipped)
+    assert len(skipped) == 2 * 4 + 4 and all("time budget" in s for s in skipped)
