@@ -339,8 +339,15 @@ def test_sweep_report_numbers_and_rendering(local_sweep, tmp_path):
     assert m["lr"] == [0.1, 0.3] and m["total_batch"] == [40]
     for algo in ("ssgd", "dpsgd"):
         assert m["test_error"][algo][0] == pytest.approx([float(by[(algo, lr)]["test_error"]) for lr in (0.1, 0.3)])
-    d = [float(by[("dpsgd", lr)]["test_error"]) - float(by[("ssgd", lr)]["test_error"]) for lr in (0.1, 0.3)]
-    assert m["most_different"] == [0, int(np.argmax(np.abs(d)))]
+    # the most different cell: by |difference|, among cells where both trained (no divergence, final training loss
+    # below 0.9 ln 10), else where one of them did, else among all
+    def failed(algo, lr):
+        r_ = by[(algo, lr)]
+        return r_["status"] == "diverged" or float(r_["train_loss"]) >= 0.9 * np.log(10)
+
+    d = [abs(float(by[("dpsgd", lr)]["test_error"]) - float(by[("ssgd", lr)]["test_error"])) for lr in (0.1, 0.3)]
+    tier = [2 - failed("ssgd", lr) - failed("dpsgd", lr) for lr in (0.1, 0.3)]
+    assert m["most_different"] == [0, max(range(2), key=lambda j: (tier[j], d[j]))]
     assert {"regime_map.png", "gap_lr.png", "spectra_lr.png", "trends_lr.png"} <= set(numbers["figures"])
     md = (tmp_path / "report" / "report.md").read_text()
     assert all(f"({name})" in md for name in numbers["figures"])
