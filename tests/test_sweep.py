@@ -210,10 +210,12 @@ def test_failing_and_diverging_runs_are_recorded(tmp_path):
 
 def test_resume_after_kill(tmp_path):
     """kill -9 the sweep while runs are going on: its workers die with it; the same command then finishes the
-    sweep, skipping the runs done before and redoing the interrupted ones."""
+    sweep, skipping the runs done before and continuing the interrupted ones from their checkpoints (one per
+    epoch here), with the same records as uninterrupted runs."""
     out = tmp_path / "s"
     args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--epochs", "6", "--grid", "lr=0.1,0.2",
-            "--seeds", "0", "1", "--jobs", "2", "--out", str(out), "--no-analyze", "--no-report"]
+            "--seeds", "0", "1", "--jobs", "2", "--out", str(out), "--no-analyze", "--no-report",
+            "--checkpoint-every", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.monotonic() + 300
     workers = []
@@ -224,7 +226,10 @@ def test_resume_after_kill(tmp_path):
                 pytest.fail("the sweep ended before it could be killed")
             workers = descendants(proc.pid)
             done = list(out.glob("*/summary.json"))
-            if done:
+            # a run done, and one interrupted after a checkpoint beyond step 0
+            going = [c for c in out.glob("*/checkpoints/state-*.pt")
+                     if not (c.parents[1] / "summary.json").exists() and int(c.stem.split("-")[1]) > 0]
+            if done and going:
                 break
         else:
             pytest.fail("no run finished in time")
@@ -244,8 +249,11 @@ def test_resume_after_kill(tmp_path):
     assert f"4 runs ({4 - len(finished_before)} run now, {len(finished_before)} skipped, 0 failed)" in r.stdout
     _, rows = read_csv(out / "results.csv")
     assert {r["status"] for r in rows} == {"max_epochs"} and {r["steps"] for r in rows} == {"30"}
-    for run in out.glob("*=*"):  # an interrupted run was trained again from its start: one record per epoch
-        assert len((run / "metrics.jsonl").read_text().splitlines()) == 6
+    logs = [(run / "sweep.log").read_text() for run in out.glob("*=*")]
+    assert any("continued from its last checkpoint" in log for log in logs)
+    for run in out.glob("*=*"):  # continued or trained again, every run has one record per epoch, in order
+        epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
 # ---- the same 2 × 2 sweep as Ray tasks on a real local cluster --------------------------------------------
