@@ -343,8 +343,10 @@ def execute_run(task: dict) -> dict:
     stage = "train"
     try:
         with open(path / "sweep.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
-            print(f"ddl sweep: {'training and analysing' if task['train'] else 'analysing'} {task['name']} in "
-                  f"process {os.getpid()} on {_where()}, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+            what = ["continuing" if task.get("resume") else "training"] if task["train"] else []
+            what += ["analysing"] if task["analyze"] else []
+            print(f"ddl sweep: {' and '.join(what)} {task['name']} in process {os.getpid()} on {_where()}, "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             if task["train"]:
                 for stale in ("error.txt", "analysis-error.txt"):
                     (path / stale).unlink(missing_ok=True)
