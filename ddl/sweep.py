@@ -14,8 +14,10 @@ Layout of a sweep directory::
 Idempotent and resumable: a run is done when its ``summary.json`` exists with the planned configuration (and,
 with analysis, its ``analysis/options.json`` holds the planned analysis options); done runs are skipped, every
 other run is (re)done, so the same command given again after a kill continues where the sweep stopped.  A run
-that was killed mid-way is trained again from its start.  A finished run whose configuration differs from the
-plan (the base flags changed but the grid values did not) is an error, not silently replaced.
+that was killed mid-way continues from its last checkpoint (``ddl train --resume``; ``--checkpoint-every``
+sets how often one is written), or is trained again from its start when it has none.  A finished run whose
+configuration differs from the plan (the base flags changed but the grid values did not) is an error, not
+silently replaced.
 
 Executors: ``local`` — K worker processes on this machine (spawned, each with ``cores // K`` torch threads, killed
 with the sweep); ``ray`` — one Ray task per run on a local cluster or an existing one (``--address``), with
@@ -45,7 +47,7 @@ from typing import Any
 
 from analysis.io import atomic_write, write_json
 from ddl.config import TrainConfig, fields_by_role, read_config_file
-from ddl.errors import ConfigError
+from ddl.errors import ConfigError, DDLError
 from ddl.progress import fmt_duration, is_terminal, progress_bar
 
 __all__ = ["RESULT_COLUMNS", "RunPlan", "SweepSpec", "add_sweep_arguments", "load_spec", "parse_grid_item",
@@ -341,15 +343,25 @@ def execute_run(task: dict) -> dict:
     stage = "train"
     try:
         with open(path / "sweep.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
-            print(f"ddl sweep: {'training and analysing' if task['train'] else 'analysing'} {task['name']} in "
-                  f"process {os.getpid()} on {_where()}, {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+            what = ["continuing" if task.get("resume") else "training"] if task["train"] else []
+            what += ["analysing"] if task["analyze"] else []
+            print(f"ddl sweep: {' and '.join(what)} {task['name']} in process {os.getpid()} on {_where()}, "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
             if task["train"]:
                 for stale in ("error.txt", "analysis-error.txt"):
                     (path / stale).unlink(missing_ok=True)
                 shutil.rmtree(path / "analysis", ignore_errors=True)
                 from ddl.train import train
 
-                res = train(TrainConfig.from_dict(task["config"]))
+                cfg, res = TrainConfig.from_dict(task["config"]), None
+                if task.get("resume"):  # an interrupted run with a checkpoint: continue it (ddl train --resume)
+                    try:
+                        res = train(dataclasses.replace(cfg, resume=True, overwrite=False))
+                        print("continued from its last checkpoint")
+                    except DDLError as e:
+                        print(f"cannot continue ({e}); training again from the start")
+                if res is None:
+                    res = train(cfg)
                 print(f"{res.status} after {res.steps} steps")
             stage = "analysis"
             if task["analyze"] and _read_json(path / "summary.json").get("status") != "diverged":
@@ -419,10 +431,14 @@ def _differences(plan: RunPlan) -> list[str]:
 
 
 def run_state(plan: RunPlan, analyze: bool, analysis: dict) -> str:
-    """``"done"``, ``"analyze"`` (trained, analysis missing or with other options) or ``"train"``."""
+    """``"done"``, ``"analyze"`` (trained, analysis missing or with other options), ``"resume"`` (interrupted
+    with a checkpoint: continued by ``ddl train --resume``, or trained again if that fails) or ``"train"``."""
     trained = (plan.path / "summary.json").is_file() and (plan.path / "checkpoints" / "averaged.pt").is_file()
     if not trained:
-        return "train"
+        from ddl.checkpoint import list_checkpoints
+
+        started = (plan.path / "config.json").is_file() and not _differences(plan)
+        return "resume" if started and list_checkpoints(plan.path / "checkpoints") else "train"
     diff = _differences(plan)
     if diff:
         raise ConfigError(f"--out: {plan.path} holds a finished run with another configuration ({'; '.join(diff)}); "
@@ -603,8 +619,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         skipped = len(plans) - len(todo)
         token = uuid.uuid4().hex
         tasks = [{"name": p.name, "path": str(p.path), "config": {**p.config.to_dict()}, "token": token,
-                  "train": states[p.name] == "train", "analyze": spec.analyze, "analysis": _json_safe(analysis),
-                  "threads": threads} for p in todo]  # fmt: skip
+                  "train": states[p.name] in ("train", "resume"), "resume": states[p.name] == "resume",
+                  "analyze": spec.analyze, "analysis": _json_safe(analysis), "threads": threads}
+                 for p in todo]  # fmt: skip
         write_results(out, plans, grid_keys)
         by_name = {p.name: p for p in plans}
         if progress:

@@ -274,13 +274,15 @@ class RegimeMap:
         return (self.diverged[algo] > 0) | (self.collapsed[algo] > 0)
 
     def most_different(self) -> tuple[int, int] | None:
-        """The (batch, lr) cell where the two algorithms' test errors differ most; a cell where exactly one of
-        them diverged or collapsed counts as the largest difference."""
-        one_failed = self.failed("ssgd") ^ self.failed("dpsgd")
+        """The (batch, lr) cell where the two algorithms' test errors differ most, preferring cells where both
+        trained (neither diverged nor collapsed: their duality comparison means something), then cells where
+        exactly one failed, then the rest."""
+        ok_s, ok_d = ~self.failed("ssgd"), ~self.failed("dpsgd")
+        tier = np.where(ok_s & ok_d, 2, np.where(ok_s ^ ok_d, 1, 0))
         d = np.abs(self.difference)
-        score = np.where(one_failed, np.inf, np.where(np.isfinite(d), d, -1.0))
-        if not np.isfinite(self.difference).any() and not one_failed.any():
+        if not np.isfinite(d).any():
             return None
+        score = np.where(np.isfinite(d), tier * 10.0 + np.minimum(d, 1.0), -1.0)  # |d| ≤ 1: tiers never mix
         i, j = np.unravel_index(int(np.argmax(score)), score.shape)
         return int(i), int(j)
 
