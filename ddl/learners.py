@@ -172,7 +172,7 @@ class LearnerGradients:
         """``target ← β·target + α·G`` in place for G = :meth:`grads` (β = 0 ignores what target held);
         returns ``(losses [m], new_buffers)``.  The fast MLP path writes each block in place, with no [m, P]
         temporary."""
-        if self.fast is not None:
+        if isinstance(self.fast, StackedMLP):
             self.model.train()
             losses = self.fast.grads_into(W, xs, ys, target, alpha, beta)
             return losses.mean(1), buffers
@@ -192,7 +192,7 @@ class LearnerGradients:
         ``write`` is called, so a caller can write them band by band into rows it is about to update (DPSGD's
         mixing), while they are in cache.
         """
-        if self.fast is not None:
+        if isinstance(self.fast, StackedMLP):  # the CNN path forms whole gradient rows (below)
             self.model.train()
             per_sample, parts = self.fast.backprop(W, xs, ys)
             parts = [(layer, delta * alpha, act) for layer, delta, act in parts]  # α applied once, not per band
