@@ -213,23 +213,24 @@ def test_resume_after_kill(tmp_path):
     sweep, skipping the runs done before and continuing the interrupted ones from their checkpoints (one per
     epoch here), with the same records as uninterrupted runs."""
     out = tmp_path / "s"
-    args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--epochs", "6", "--grid", "lr=0.1,0.2",
-            "--seeds", "0", "1", "--jobs", "2", "--out", str(out), "--no-analyze", "--no-report",
-            "--checkpoint-every", "1"]
+    # runs of 10 epochs × 100 steps (batch 2 on 200 images), long enough to be killed in the middle
+    args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--learners", "1", "--batch-size", "2",
+            "--epochs", "10", "--grid", "lr=0.1,0.2", "--seeds", "0", "1", "--jobs", "2", "--out", str(out),
+            "--no-analyze", "--no-report", "--checkpoint-every", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.monotonic() + 300
+
+    def in_first_half(c: Path) -> bool:  # a checkpoint past step 0 of a run with at least half of it to go
+        return not (c.parents[1] / "summary.json").exists() and 0 < int(c.stem.split("-")[1]) <= 500
+
     workers = []
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
             if proc.poll() is not None:
                 pytest.fail("the sweep ended before it could be killed")
             workers = descendants(proc.pid)
-            done = list(out.glob("*/summary.json"))
-            # a run done, and one interrupted after a checkpoint beyond step 0
-            going = [c for c in out.glob("*/checkpoints/state-*.pt")
-                     if not (c.parents[1] / "summary.json").exists() and int(c.stem.split("-")[1]) > 0]
-            if done and going:
+            if list(out.glob("*/summary.json")) and any(in_first_half(c) for c in out.glob("*/checkpoints/*.pt")):
                 break
         else:
             pytest.fail("no run finished in time")
@@ -241,19 +242,21 @@ def test_resume_after_kill(tmp_path):
     # the worker processes die with the sweep (none is left writing into the runs)
     assert workers and not wait_gone(workers, 20)
     finished_before = {p.parent.name for p in out.glob("*/summary.json")}
-    assert 1 <= len(finished_before) < 4
+    interrupted = {c.parents[1].name for c in out.glob("*/checkpoints/state-*.pt")
+                   if c.parents[1].name not in finished_before and int(c.stem.split("-")[1]) > 0}
+    assert 1 <= len(finished_before) < 4 and interrupted
     _, rows = read_csv(out / "results.csv")
     assert len(rows) == 4 and "pending" in {r["status"] for r in rows}
     r = cli(args[3:])
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"4 runs ({4 - len(finished_before)} run now, {len(finished_before)} skipped, 0 failed)" in r.stdout
     _, rows = read_csv(out / "results.csv")
-    assert {r["status"] for r in rows} == {"max_epochs"} and {r["steps"] for r in rows} == {"30"}
-    logs = [(run / "sweep.log").read_text() for run in out.glob("*=*")]
-    assert any("continued from its last checkpoint" in log for log in logs)
+    assert {r["status"] for r in rows} == {"max_epochs"} and {r["steps"] for r in rows} == {"1000"}
+    for name in interrupted:
+        assert "continued from its last checkpoint" in (out / name / "sweep.log").read_text()
     for run in out.glob("*=*"):  # continued or trained again, every run has one record per epoch, in order
         epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-        assert epochs == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        assert epochs == [float(e) for e in range(1, 11)]
 
 
 # ---- the same 2 × 2 sweep as Ray tasks on a real local cluster --------------------------------------------
