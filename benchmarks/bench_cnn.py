@@ -8,12 +8,13 @@ measured side by side in one run, with an operator profile of what the simulated
   for comparison, the generic ``vmap`` path.  A repeat is one full epoch (10 steps); the median is reported.
   Target: DPSGD ≤ 1.3 × one model.
 * ``resnet18``: MNIST-5k-shaped inputs, 64 images per step = one model at batch 64 vs 16 learners at b = 4
-  (SSGD; DPSGD through ``vmap`` and through the per-learner ``loop``).  A repeat is a few steps.
+  (SSGD; DPSGD through ``vmap`` and through the per-learner ``loop``).  A repeat is two steps.
 
 The single model is plain PyTorch (``nn.Module`` + ``torch.optim.SGD``).  Every variant draws its minibatches from
 the same in-memory tensors, so the ratios compare the training step alone.  This machine is shared (2 cores, other
 people's jobs): the load average before and after each case is recorded, and ratios of medians measured
-round-robin are more trustworthy than the absolute times.  Writes ``benchmarks/results/cnn_cpu.json``.
+round-robin are more trustworthy than the absolute times; the process CPU time of each variant is recorded too
+(less sensitive to other jobs than wall time).  Writes ``benchmarks/results/cnn_cpu.json``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ddl.train import Trainer  # noqa: E402
 CASES = {
     "cnn": dict(model="cnn", learners=16, batch_size=25, steps=None,  # None: one epoch per repeat
                 variants=[("ssgd", "auto"), ("dpsgd", "auto"), ("dpsgd", "vmap")]),
-    "resnet18": dict(model="resnet18", learners=16, batch_size=4, steps=3,
+    "resnet18": dict(model="resnet18", learners=16, batch_size=4, steps=2,
                      variants=[("ssgd", "auto"), ("dpsgd", "auto"), ("dpsgd", "loop")]),
 }  # fmt: skip
 
@@ -83,13 +84,17 @@ def measure(fns: dict, steps: int, repeats: int) -> dict:
         for _ in range(2):
             f()
     samples = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 f()
             samples[k].append(time.perf_counter() - t)
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "samples_s": v} for k, v in samples.items()}
+            cpu[k].append(time.process_time() - c)
+    # process CPU time (all threads) is less sensitive than wall time to other jobs taking the cores
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "samples_s": v,
+                "cpu_median_s": statistics.median(cpu[k]), "cpu_samples_s": cpu[k]} for k, v in samples.items()}
 
 
 def profile(fn, steps: int, top: int = 12) -> dict:
@@ -135,6 +140,8 @@ def main(argv=None) -> int:
             "steps_per_repeat": steps, "steps_per_epoch": spe, "repeat_is_one_epoch": steps == spe,
             "timings": timings,
             "ratio_to_single_model": {k: v["median_s"] / base for k, v in timings.items() if k != "single_model"},
+            "cpu_time_ratio_to_single_model": {k: v["cpu_median_s"] / timings["single_model"]["cpu_median_s"]
+                                               for k, v in timings.items() if k != "single_model"},
             "seconds_per_epoch": {k: v["median_s"] / steps * spe for k, v in timings.items()},
             "loadavg_before_after": [list(load0), list(os.getloadavg())],
         }  # fmt: skip
@@ -142,7 +149,9 @@ def main(argv=None) -> int:
             res["profile"] = {k: profile(f, args.profile_steps) for k, f in fns.items()}
         results[name] = res
         print(f"{name}: " + ", ".join(f"{k} {v['median_s'] / steps * 1e3:.1f} ms/step"
-                                       + (f" ({res['ratio_to_single_model'][k]:.2f}x)" if k != "single_model" else "")
+                                       + (f" ({res['ratio_to_single_model'][k]:.2f}x wall, "
+                                          f"{res['cpu_time_ratio_to_single_model'][k]:.2f}x CPU time)"
+                                          if k != "single_model" else "")
                                        for k, v in timings.items()), flush=True)  # fmt: skip
     path = write(args.out, {
         "what": "simulated CNN learners vs one model (nn.Module + torch.optim.SGD) at the same total batch, CPU",

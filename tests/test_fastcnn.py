@@ -67,3 +67,22 @@ def test_supports_only_plain_chains():
     assert not fastcnn.supports(nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(2, 2)))
     assert not fastcnn.supports(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Dropout(0.1), nn.Linear(2, 2)))
     assert not fastcnn.supports(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.Flatten(), nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
+def test_training_with_fast_cnn_equals_loop(tmp_path, algo):
+    """A whole (short) run: the default path and the per-learner loop end with the same learner weights."""
+    from ddl.config import TrainConfig
+    from ddl.train import Trainer
+
+    def run(mode):
+        cfg = TrainConfig(model="cnn", algo=algo, learners=4, batch_size=5, lr=0.05, momentum=0.5, epochs=1,
+                          train_per_class=5, test_per_class=2, dtype="float64", sim_mode=mode, progress=False,
+                          out=str(tmp_path / mode), overwrite=True)
+        tr = Trainer(cfg)
+        tr.run()
+        return tr
+
+    fast, slow = run("auto"), run("loop")
+    assert isinstance(fast.gradients.fast, fastcnn.StackedCNN)
+    assert (fast.state.W - slow.state.W).abs().max() <= 1e-10
