@@ -362,9 +362,12 @@ def test_sweep_report_numbers_and_rendering(local_sweep, tmp_path):
     assert {"regime_map.png", "gap_lr.png", "spectra_lr.png", "trends_lr.png"} <= set(numbers["figures"])
     md = (tmp_path / "report" / "report.md").read_text()
     assert all(f"({name})" in md for name in numbers["figures"])
+    # how the numbers were measured: the split rule named, every failed check listed
+    assert numbers["split"].startswith("Sharp/flat split of every duality analysis: count 10")
+    assert numbers["split"] in md
+    assert all(c in md for c in numbers["checks"]) and ("Checks that failed" in md) == bool(numbers["checks"])
     browser = _chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium); the CI test setup installs it")
+    assert browser is not None, "chromium is not installed (Debian: apt-get install chromium); `make test` installs it"
     res = _render(browser, html.read_text(), tmp_path)
     assert res["errors"] == []
     assert len(res["images"]) == len(numbers["figures"])

@@ -31,6 +31,7 @@ from analysis.figures import (
 )
 from analysis.figures import grid as grid_lines
 from ddl.errors import RunDirError
+from ddl.report.checks import check_lines, split_line
 from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat
 from ddl.report.groups import make_groups
@@ -458,7 +459,12 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
     lines, nums = findings(grid, cells, maps)
     figures: list[tuple[str, bytes | None]] = []
     blocks: list[Block] = [Box("verdict", [Heading("Findings"), Prose(lines)])]
-    n_runs = sum(len(c.runs) for c in cells)
+    all_runs = [r for c in cells for r in c.runs]
+    checks, split = check_lines(all_runs), split_line(all_runs)
+    if checks:  # how the numbers were measured, above the numbers it qualifies (as in `ddl compare`)
+        blocks.append(Box("checks", [Prose(["**Checks that failed** (thresholds: docs/measurements.md):",
+                                            *(f"- {c}" for c in checks)])]))  # fmt: skip
+    n_runs = len(all_runs)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (f"{len(cells)} grid points × seeds {', '.join(map(str, spec.get('seeds', [])))}, {n_runs} finished "
                 f"runs · grid " + "; ".join(f"{k} ∈ {{{', '.join(_vs(v) for v in vs)}}}" for k, vs in grid.items())
@@ -482,7 +488,8 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
             add(f"regime_map{i or ''}", "Regime map" + (f" ({_label(m.fixed)})" if m.fixed else ""), "", fig_regime(m))
         _most_different(maps[0], blocks, figures)
     blocks.append(Heading("Grid points", 2))
-    blocks.append(Paragraph("Mean ± standard deviation over seeds of each grid point's finished runs.", "intro"))
+    blocks.append(Paragraph("Mean ± standard deviation over seeds of each grid point's finished runs."
+                            + (f" {split}" if split else ""), "intro"))
     blocks.append(cell_table(grid, cells))
     for param in grid:
         if len(grid[param]) < 2 or param == "algo":
@@ -498,7 +505,8 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
             "Test error of the averaged model and the size Σ_k σ_w,k, per combination of the other grid "
             "parameters (algorithm included).", fig_trends(param, grid, cells))
     numbers = {
-        "title": title, "generated": stamp, "grid": grid, "findings": lines, **nums,
+        "title": title, "generated": stamp, "grid": grid, "findings": lines, **nums, "checks": checks,
+        "split": split,
         "cells": [{"values": c.values, "runs": [str(r.path) for r in c.runs], "planned": c.planned,
                    "diverged": c.diverged, "collapsed": c.collapsed,
                    "numbers": {k: c.stat(k) for k, _, _ in CELL_COLUMNS}} for c in cells],
