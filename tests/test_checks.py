@@ -66,3 +66,34 @@ def test_dropout_and_label_noise_run_through_to_a_clean_analysis(tmp_path):
     res = analyze_run(out, layer="fc2", progress=False, verbose=False)
     assert res.n_train == 200 and res.n_test == 50  # 20 clean per class; 250 trained on
     assert failed_checks(res) == [] and res.decomposition_error < 1e-12
+
+
+def test_augmented_cifar_training_runs_through_to_a_clean_analysis(tmp_path):
+    """CIFAR-format data with --augment (random crop + flip per learner and step), a CNN, then the analysis of its
+    final layer: the augmentation changes the trajectory, and every exactness check of the analysis passes."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    from ddl.config import TrainConfig
+    from ddl.train import train
+
+    base = tmp_path / "data" / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(base / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), "labels": list(range(10)) * 2}, f)
+    with open(base / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    runs = {}
+    for augment in (False, True):
+        out = tmp_path / f"run-{augment}"
+        train(TrainConfig(algo="dpsgd", learners=2, batch_size=10, lr=0.05, epochs=1, model="cnn", dataset="cifar10",
+                          data_dir=str(tmp_path / "data"), augment=augment, progress=False, out=str(out)))
+        runs[augment] = torch.load(out / "checkpoints" / "learners.pt")["weights"]
+    assert not torch.equal(runs[False], runs[True])  # the augmentation was applied
+    res = analyze_run(tmp_path / "run-True", progress=False, verbose=False)
+    assert res.n_train == 100 and res.n_test == 20 and res.hessian == "kron"
+    assert failed_checks(res) == [] and res.decomposition_error < 1e-10
