@@ -28,7 +28,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from benchmarks.common import machine as common_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -94,12 +95,10 @@ class Report:
 
 
 def machine(device: torch.device) -> dict:
-    info = {
-        "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }  # fmt: skip
+    """The common machine description plus the CUDA/cuDNN versions and the GPU's properties."""
+    info = common_machine()
+    info.update(cuda=torch.version.cuda, device=str(device),
+                cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         info.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), capability=f"{p.major}.{p.minor}",
@@ -110,13 +109,6 @@ def machine(device: torch.device) -> dict:
                                                 text=True, timeout=10).stdout.strip()  # fmt: skip
         except (OSError, subprocess.SubprocessError):
             pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return info
 
 
