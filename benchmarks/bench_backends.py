@@ -59,7 +59,7 @@ def net_tx_bytes() -> int:
 
 def measure(comm, device, cfg_dict: dict, steps: int, warmup: int, repeats: int) -> dict:
     """Time ``repeats`` × ``steps`` algorithm steps of ``cfg`` on ``comm`` (run by every worker)."""
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     cfg = TrainConfig(**cfg_dict)
     tr = Trainer(cfg, comm=comm, device=device)

@@ -4,8 +4,9 @@ measured side by side in one run, with an operator profile of what the simulated
     python -m benchmarks.bench_cnn [--cases cnn resnet18] [--repeats 5] [--profile-steps 3]
 
 * ``cnn``: MNIST-5k (4 000 training images), total batch 400 = one model at batch 400 vs n = 16 learners at b = 25:
-  SSGD and DPSGD (ring) through the default path (``auto``: the hand-written stacked CNN of ``ddl.fastcnn``) and,
-  for comparison, the generic ``vmap`` path.  A repeat is one full epoch (10 steps); the median is reported.
+  SSGD and DPSGD (ring) through the default path (``auto``: the hand-written stacked CNN of
+  ``ddl.compute.fastcnn``) and, for comparison, the generic ``vmap`` path.  A repeat is one full epoch (10 steps);
+  the median is reported.
   Target: DPSGD ≤ 1.3 × one model.
 * ``resnet18``: MNIST-5k-shaped inputs, 64 images per step = one model at batch 64 vs 16 learners at b = 4
   (SSGD; DPSGD through ``vmap`` and through the per-learner ``loop``).  A repeat is two steps.
@@ -36,7 +37,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.common import write  # noqa: E402
 from ddl.config import TrainConfig  # noqa: E402
-from ddl.train import Trainer  # noqa: E402
+from ddl.loop.train import Trainer  # noqa: E402
 
 CASES = {
     "cnn": dict(model="cnn", learners=16, batch_size=25, steps=None,  # None: one epoch per repeat

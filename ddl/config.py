@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ddl.algorithms import ALGORITHMS
+from ddl.algorithms.schedule import SCHEDULES
+from ddl.algorithms.topology import TOPOLOGIES
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
+from ddl.compute.learners import AMP_MODES
+from ddl.compute.learners import MODES as SIM_MODES
 from ddl.data import DATASETS
 from ddl.errors import ConfigError
-from ddl.learners import AMP_MODES
-from ddl.learners import MODES as SIM_MODES
 from ddl.models.factory import INITS, MODELS
-from ddl.schedule import SCHEDULES
-from ddl.topology import TOPOLOGIES
 
 ALGOS = tuple(ALGORITHMS)
 DTYPES = ("float32", "float64")

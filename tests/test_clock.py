@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ddl.clock import Clock, ClockError, ComputeModel, Network, model_message_bytes, neighbour_table, simulate
-from ddl.topology import make_topology
+from ddl.algorithms.topology import make_topology
+from ddl.measure.clock import Clock, ClockError, ComputeModel, Network, model_message_bytes, neighbour_table, simulate
 
 NET = Network(latency_s=20e-6, bandwidth_Bps=1e9)  # 1 GB/s: a 1 MB model takes 1.02 ms per message
 MODEL_BYTES = 1_000_000
 
 
 class HandRing:
-    """A ring written out by hand (incoming neighbours a−1, a, a+1), independent of ddl.topology."""
+    """A ring written out by hand (incoming neighbours a−1, a, a+1), independent of ddl.algorithms.topology."""
 
     def __init__(self, n: int, name: str = "ring"):
         self.n, self.name = n, name
@@ -300,8 +300,8 @@ def test_message_sizes_and_bad_parameters():
 def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(small_cfg):
     import json
 
-    from ddl.rundir import load_run
-    from ddl.train import train
+    from ddl.loop.train import train
+    from ddl.rundir.layout import load_run
 
     kw = dict(algo="dpsgd", learners=4, batch_size=10, epochs=2, seed=4, compute_ms=3.0, jitter=0.2,
               straggler_prob=0.1, straggler_slowdown=4.0, latency_us=30.0, bandwidth_gbps=25.0)
@@ -325,7 +325,7 @@ def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(sm
 def test_measured_compute_time_when_not_configured(small_cfg):
     import json
 
-    from ddl.train import train
+    from ddl.loop.train import train
 
     res = train(small_cfg(name="m", algo="ssgd", learners=2, batch_size=10, jitter=0.0, straggler_prob=0.0))
     clock = json.loads((res.out / "summary.json").read_text())["clock"]
@@ -336,7 +336,7 @@ def test_measured_compute_time_when_not_configured(small_cfg):
 
 
 def test_bad_clock_flag_is_one_clear_line(capsys):
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["train", "--straggler-prob", "2", "--no-progress"])
@@ -348,7 +348,7 @@ def test_bad_clock_flag_is_one_clear_line(capsys):
 
 
 def test_model_sizes_by_count_and_name():
-    from ddl.clock_figures import model_params
+    from ddl.commands.clock import model_params
 
     assert model_params("1000")[0] == 1000
     assert model_params("mlp")[0] == 784 * 30 + 30 * 30 + 30 * 10
@@ -360,7 +360,7 @@ def test_model_sizes_by_count_and_name():
 def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, capsys):
     import json
 
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     out = tmp_path / "clk"
     assert main(["clock", "--out", str(out), "--model", "200000", "--learners", "8", "--compute-ms", "2",
@@ -384,7 +384,7 @@ def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, 
 
 
 def test_time_to_target_and_curves_against_the_clock(tmp_path):
-    from ddl.clock_figures import clock_rows, common_target, plot_against_clock, time_to_target
+    from ddl.report.clock import clock_rows, common_target, plot_against_clock, time_to_target
 
     recs = [{"step": 10, "sim_time_s": 1.0, "test_acc": 0.80, "train_loss": 0.9},
             {"step": 20, "sim_time_s": 2.5, "test_acc": 0.93, "train_loss": 0.4},

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ddl.errors import ConfigError
-from ddl.progress import PlainProgress
+from ddl.loop.progress import PlainProgress
 from ddl.sweep import RESULT_COLUMNS, SweepSpec, fmt_value, parse_grid_item, plan_runs, run_sweep
 
 # tiny runs: 4 learners × batch 10 on 20 images per class, 2 epochs (10 steps); analysis on 40 test samples
@@ -70,7 +70,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddl.cli", *args], capture_output=True, text=True, env=env or ENV,
+    return subprocess.run([sys.executable, "-m", "ddl", *args], capture_output=True, text=True, env=env or ENV,
                           timeout=600)
 
 
@@ -214,7 +214,7 @@ def test_resume_after_kill(tmp_path):
     epoch here), with the same records as uninterrupted runs."""
     out = tmp_path / "s"
     # runs of 10 epochs × 100 steps (batch 2 on 200 images), long enough to be killed in the middle
-    args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--learners", "1", "--batch-size", "2",
+    args = [sys.executable, "-m", "ddl", "sweep", *BASE_FLAGS, "--learners", "1", "--batch-size", "2",
             "--epochs", "10", "--grid", "lr=0.1,0.2", "--seeds", "0", "1", "--jobs", "2", "--out", str(out),
             "--no-analyze", "--no-report", "--checkpoint-every", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ddl.comm.torchdist import setup_torchrun
 from ddl.config import TrainConfig
-from ddl.train import Trainer
+from ddl.loop.train import Trainer
 
 
 def main(out: str, runs_json: str) -> None:

@@ -10,9 +10,9 @@ from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.dpsgd import DPSGD
 from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.ssgd import SSGD
+from ddl.algorithms.topology import Topology
 from ddl.comm import Collective
-from ddl.learners import LearnerGradients
-from ddl.topology import Topology
+from ddl.compute.learners import LearnerGradients
 
 ALGORITHMS: dict[str, type[Algorithm]] = {"ssgd": SSGD, "dpsgd": DPSGD}
 

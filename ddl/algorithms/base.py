@@ -10,7 +10,7 @@ import torch
 
 from ddl.algorithms.weight_decay import decay_gradient
 from ddl.comm.base import Collective
-from ddl.learners import LearnerGradients
+from ddl.compute.learners import LearnerGradients
 
 
 @dataclass

@@ -184,7 +184,7 @@ def setup_torchrun(n: int, dist_backend: str = "auto", device: str = "auto",
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError(
             "--backend: torchrun needs the torchrun launcher (RANK/WORLD_SIZE are not set); run "
-            "`torchrun --nproc-per-node K -m ddl.cli train --backend torchrun ...`"
+            "`torchrun --nproc-per-node K -m ddl train --backend torchrun ...`"
         )
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

@@ -2,7 +2,7 @@
 
 * ``torchrun``: this process is one rank of a ``torchrun`` launch (RANK/WORLD_SIZE/LOCAL_RANK from the
   environment, c10d rendezvous).  It joins the process group and runs its block of learners; rank 0 writes
-  the run directory and gets the :class:`~ddl.train.TrainResult`, the other ranks get ``None``.
+  the run directory and gets the :class:`~ddl.loop.train.TrainResult`, the other ranks get ``None``.
 * ``ray``: this process is the driver; K actors train, rank 0's actor writes the run directory.
 
 Configuration errors that every rank detects alike (before or while building the trainer) are reported by
@@ -60,8 +60,8 @@ def restart_config(cfg: TrainConfig) -> TrainConfig:
     """
     if cfg.resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) == 0:
         return cfg
-    from ddl.checkpoint import list_checkpoints
-    from ddl.train import default_out
+    from ddl.loop.train import default_out
+    from ddl.rundir.checkpoint import list_checkpoints
 
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     launch = os.environ.get("TORCHELASTIC_RUN_ID")
@@ -83,7 +83,7 @@ def _train_torchrun(cfg: TrainConfig):
     import torch
 
     from ddl.comm.torchdist import setup_torchrun
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     rank = int(os.environ.get("RANK", 0))
     cfg = restart_config(cfg)

@@ -32,7 +32,7 @@ from analysis.figures import (
     plot_band,
     sharpness_points,
 )
-from ddl.clock_figures import fig_clock
+from ddl.report.clock import fig_clock
 from ddl.report.groups import Group
 from ddl.report.runs import noise_series
 from ddl.report.stats import Band, direction_band, metric_band, noise_band, run_numbers

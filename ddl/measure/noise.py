@@ -57,7 +57,7 @@ class NoiseMeter:
 
     * ``loss_fn(w, buffers, x, y) -> (loss, aux)``: the *deterministic* (eval-mode) mean loss of one minibatch
       at flat weights ``w`` with BatchNorm running statistics ``buffers``; its gradients and Hessian-vector
-      products are taken with torch.func (the trainer passes :meth:`ddl.learners.LearnerGradients.eval_loss`);
+      products are taken with torch.func (the trainer passes :meth:`ddl.compute.learners.LearnerGradients.eval_loss`);
     * ``comm``: the transport (sums over all learners, broadcast from the main worker);
     * ``x_ref``, ``y_ref``: the training samples that define the "full" gradient and Hessian (all of them, or
       an approximating sample, then ``exact=False``);

@@ -15,9 +15,9 @@ from analysis.errors import AnalysisError
 from analysis.figures import save_figures
 from analysis.progress import Stages
 from analysis.result import DualityResult
+from ddl.commands.flags import add_dataclass_flags, given
 from ddl.data import stratified_subset
-from ddl.flags import add_dataclass_flags, given
-from ddl.rundir import load_run
+from ddl.rundir.layout import load_run
 
 
 def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ epochs the averaged model w̄ is evaluated on the train and test sets and the co
 mean_a ‖w_a − w̄‖² is logged.  Only the main worker writes the run directory.
 
 Every ``checkpoint_every`` epochs, at step 0 and at the end, the complete state is checkpointed
-(:mod:`ddl.checkpoint`); with ``cfg.resume`` the trainer continues from the newest valid checkpoint, and the
+(:mod:`ddl.rundir.checkpoint`); with ``cfg.resume`` the trainer continues from the newest valid checkpoint, and the
 continued trajectory is bit-identical to an uninterrupted one on the same backend, layout and device.
 """
 
@@ -23,19 +23,19 @@ import torch
 
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
-from ddl.clock import RunClock
+from ddl.algorithms.schedule import learning_rate, weight_decay
+from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients, evaluate
+from ddl.compute.stream import MinibatchStream
 from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
 from ddl.errors import ConfigError, DDLError, RunDirError
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients, evaluate
+from ddl.loop.progress import progress_bar
+from ddl.measure.clock import RunClock
 from ddl.models import build_model
-from ddl.progress import progress_bar
-from ddl.rundir import append_jsonl, read_config, read_jsonl, save_torch, write_json
-from ddl.schedule import learning_rate, weight_decay
-from ddl.stream import MinibatchStream
-from ddl.topology import make_topology
+from ddl.rundir.layout import append_jsonl, read_config, read_jsonl, save_torch, write_json
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Trainer:
         self.out = Path(cfg.out) if cfg.out else default_out(cfg)
         self.noise = None
         if cfg.measure_noise:
-            from ddl.noise import NoiseMeter
+            from ddl.measure.noise import NoiseMeter
 
             # the full training set (labels as trained: what the minibatches are drawn from), or with
             # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
@@ -279,7 +279,7 @@ class Trainer:
                     t0: float, result: TrainResult | None = None) -> None:
         """Write the complete state at the current step (every worker calls this; the main worker writes);
         ``result`` for the final checkpoint (how the run ended)."""
-        from ddl.checkpoint import list_checkpoints, write_checkpoint
+        from ddl.rundir.checkpoint import list_checkpoints, write_checkpoint
 
         comm = self.comm
         W_all = comm.gather_rows(self.state.W)
@@ -321,7 +321,7 @@ class Trainer:
     def _load_checkpoint(self) -> dict:
         """The newest valid checkpoint of the run in ``--out``, checked against this configuration; this
         worker's learners' rows are loaded into ``self.state``.  Nothing is written."""
-        from ddl.checkpoint import load_latest
+        from ddl.rundir.checkpoint import load_latest
 
         cfg, comm, out = self.cfg, self.comm, self.out
         if not (out / "config.json").is_file():
@@ -393,7 +393,7 @@ class Trainer:
             return (bad if bad >= 0 else math.inf), int(learner), loss, loss_sum, int(n)
         # another worker layout: the random streams cannot be split per worker (documented in guarantees.md);
         # the loss log's running sum is spread evenly, the first non-finite step is kept
-        from ddl.stream import _mix
+        from ddl.compute.stream import _mix
 
         torch.manual_seed(_mix(self.cfg.seed, ck["step"], comm.rank))
         seen = [row for row in loop.tolist() if row[0] >= 0]

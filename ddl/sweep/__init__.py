@@ -48,7 +48,7 @@ from typing import Any
 from analysis.io import atomic_write, write_json
 from ddl.config import TrainConfig, fields_by_role, read_config_file
 from ddl.errors import ConfigError, DDLError
-from ddl.progress import fmt_duration, is_terminal, progress_bar
+from ddl.loop.progress import fmt_duration, is_terminal, progress_bar
 
 __all__ = ["RESULT_COLUMNS", "RunPlan", "SweepSpec", "add_sweep_arguments", "load_spec", "parse_grid_item",
            "plan_runs", "read_results", "result_row", "run_sweep", "run_sweep_command"]
@@ -284,7 +284,7 @@ def load_spec(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
 
 # ---- analysis options (the flags of `ddl analyze`) --------------------------------------------------------
 def _analyze_parser() -> argparse.ArgumentParser:
-    from ddl.analyze import add_analyze_arguments
+    from ddl.commands.analyze import add_analyze_arguments
 
     return add_analyze_arguments(argparse.ArgumentParser(add_help=False))
 
@@ -318,7 +318,7 @@ def resolve_analysis(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _analyze(run_dir: Path, options: dict[str, Any]) -> None:
-    from ddl.analyze import run_analyze
+    from ddl.commands.analyze import run_analyze
 
     run_analyze(argparse.Namespace(**options, run_dir=str(run_dir), out=None, progress=False))
 
@@ -351,7 +351,7 @@ def execute_run(task: dict) -> dict:
                 for stale in ("error.txt", "analysis-error.txt"):
                     (path / stale).unlink(missing_ok=True)
                 shutil.rmtree(path / "analysis", ignore_errors=True)
-                from ddl.train import train
+                from ddl.loop.train import train
 
                 cfg, res = TrainConfig.from_dict(task["config"]), None
                 if task.get("resume"):  # an interrupted run with a checkpoint: continue it (ddl train --resume)
@@ -420,7 +420,7 @@ def _compared(cfg: TrainConfig) -> dict[str, Any]:
 
 def _differences(plan: RunPlan) -> list[str]:
     """Fields in which the run on disk differs from the plan (empty: same configuration)."""
-    from ddl.rundir import read_config
+    from ddl.rundir.layout import read_config
 
     try:
         have = _compared(read_config(plan.path / "config.json"))
@@ -435,7 +435,7 @@ def run_state(plan: RunPlan, analyze: bool, analysis: dict) -> str:
     with a checkpoint: continued by ``ddl train --resume``, or trained again if that fails) or ``"train"``."""
     trained = (plan.path / "summary.json").is_file() and (plan.path / "checkpoints" / "averaged.pt").is_file()
     if not trained:
-        from ddl.checkpoint import list_checkpoints
+        from ddl.rundir.checkpoint import list_checkpoints
 
         started = (plan.path / "config.json").is_file() and not _differences(plan)
         return "resume" if started and list_checkpoints(plan.path / "checkpoints") else "train"

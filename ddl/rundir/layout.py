@@ -148,7 +148,7 @@ def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
     """The run in directory ``path``, checked: its config, its summary and the checksums of its resumable
     checkpoints (:class:`RunDirError`, one line, when any is corrupt).  Without ``require_checkpoint``, also one
     that has not written its final averaged model yet (its metrics and summary are still worth reading)."""
-    from ddl.checkpoint import CorruptCheckpoint, list_checkpoints, verify_checkpoint
+    from ddl.rundir.checkpoint import CorruptCheckpoint, list_checkpoints, verify_checkpoint
 
     p = Path(path)
     if not (p / "config.json").is_file():
