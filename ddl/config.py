@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddl.algorithms import ALGORITHMS
+from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, identity_of
 from ddl.algorithms.schedule import SCHEDULES
 from ddl.algorithms.topology import TOPOLOGIES
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
@@ -55,7 +55,7 @@ def _field(default, help: str, role: str, **kw):
 @dataclass
 class TrainConfig:
     # ---- the algorithm
-    algo: str = _field("ssgd", "multi-learner algorithm", "algorithm", choices=ALGOS)
+    algo: str = _field(BASELINE, "multi-learner algorithm", "algorithm", choices=ALGOS)
     learners: int = _field(1, "number of learners n (n=1 is plain SGD)", "algorithm")
     batch_size: int = _field(25, "local minibatch b per learner (total B = n·b)", "algorithm")
     lr: float = _field(0.1, "learning rate α", "algorithm")
@@ -305,10 +305,10 @@ def fields_by_role(*roles: str) -> tuple[str, ...]:
 
 def experiment_key(cfg: TrainConfig) -> tuple[tuple[str, str], ...]:
     """What makes two runs repetitions (seeds) of one experiment: every field with a role in
-    ``EXPERIMENT_ROLES``, with the topology dropped for SSGD (it has no neighbour set)."""
-    d = {k: getattr(cfg, k) for k in fields_by_role(*EXPERIMENT_ROLES)}
-    if d.get("algo") != "dpsgd":
-        d.pop("topology", None)
+    ``EXPERIMENT_ROLES``, less the fields that belong to other algorithms' experiments only (the topology of an
+    algorithm that mixes no neighbours: ``Identity.experiment_fields``)."""
+    own = set(identity_of(cfg.algo).experiment_fields)
+    d = {k: getattr(cfg, k) for k in fields_by_role(*EXPERIMENT_ROLES) if k not in ALGORITHM_FIELDS or k in own}
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in d.items()))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddl.algorithms import Communication
 from ddl.algorithms.topology import make_topology
 from ddl.measure.clock import Clock, ClockError, ComputeModel, Network, model_message_bytes, neighbour_table, simulate
 
@@ -17,10 +18,14 @@ MODEL_BYTES = 1_000_000
 
 
 class HandRing:
-    """A ring written out by hand (incoming neighbours a−1, a, a+1), independent of ddl.algorithms.topology."""
+    """A ring written out by hand (incoming neighbours a−1, a, a+1), independent of ddl.algorithms.topology.
 
-    def __init__(self, n: int, name: str = "ring"):
-        self.n, self.name = n, name
+    ``is_complete`` only declares what the clock asks (the clock must take the topology's word for it)."""
+
+    period = 1
+
+    def __init__(self, n: int, name: str = "ring", is_complete: bool = False):
+        self.n, self.name, self.is_complete = n, name, is_complete
 
     def neighbours(self, a: int, step: int = 0) -> list[int]:
         return sorted({(a - 1) % self.n, a, (a + 1) % self.n})
@@ -30,7 +35,8 @@ class AlternatingPeer:
     """A time-varying graph: at even steps learner a hears from a+1, at odd steps from a+3 (one peer each)."""
 
     name = "alternating"
-    time_varying = True
+    is_complete = False
+    period = None  # not declared periodic: the clock rebuilds its tables every step
 
     def __init__(self, n: int):
         self.n = n
@@ -50,6 +56,8 @@ class Uneven:
 
     name = "uneven"
     n = 7
+    is_complete = False
+    period = 1
     _incoming = {0: [1], 1: [0], 2: [0, 1], 3: [0, 2], 4: [0], 5: [0, 4, 6], 6: [0, 3]}
 
     def neighbours(self, a: int, step: int = 0) -> list[int]:
@@ -194,8 +202,11 @@ def test_complete_graph_mixes_by_all_reduce_like_ssgd():
     n = 6
     cm = ComputeModel(2e-3, jitter=0.3, straggler_prob=0.1, straggler_slowdown=4.0)
     ss = simulate("ssgd", n, 50, cm, NET, MODEL_BYTES, seed=3)
-    dp = simulate("dpsgd", n, 50, cm, NET, MODEL_BYTES, HandRing(n, name="complete"), seed=3)
+    dp = simulate("dpsgd", n, 50, cm, NET, MODEL_BYTES, HandRing(n, is_complete=True), seed=3)
     assert dp == pytest.approx(ss, rel=1e-12)
+    # the topology's own answer decides, not its name
+    assert simulate("dpsgd", n, 50, cm, NET, MODEL_BYTES, HandRing(n, name="complete"), seed=3) != pytest.approx(ss)
+    assert make_topology("complete", n).is_complete and not make_topology("ring", n).is_complete
 
 
 # ---- the recursion against the event oracle --------------------------------------------------------------
@@ -292,6 +303,66 @@ def test_message_sizes_and_bad_parameters():
         Network.from_units(50, 0)
     with pytest.raises(ClockError, match="topology"):
         Clock("dpsgd", 4, NET, MODEL_BYTES)
+
+
+# ---- the clock asks the algorithm's declaration -----------------------------------------------------------
+
+
+def test_clock_costs_follow_the_declaration_not_the_name():
+    """A declaration equal to SSGD's costs what SSGD costs; one equal to DPSGD's what DPSGD costs."""
+    n, steps = 6, 12
+    c = 1e-3 * np.exp(np.random.default_rng(5).normal(0, 0.4, (steps, n)))
+    allreduce = Communication(gradient_allreduce=True)
+    gossip = Communication(neighbour_mixing=True)
+    np.testing.assert_array_equal(history(Clock(allreduce, n, NET, MODEL_BYTES), c),
+                                  history(Clock("ssgd", n, NET, MODEL_BYTES), c))
+    np.testing.assert_array_equal(history(Clock(gossip, n, NET, MODEL_BYTES, topology=HandRing(n)), c),
+                                  history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=HandRing(n)), c))
+
+
+def test_periodic_global_average_and_silent_steps_closed_form():
+    """Local steps send nothing (T_a advances by a's own compute); every H-th step ends with a barrier and a ring
+    all-reduce of the weights — written out by hand for 3 learners."""
+    n, H = 3, 2
+    c = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 1.0], [2.0, 2.0, 2.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) * 1e-3
+    ar = NET.ring_allreduce_s(n, MODEL_BYTES)
+    T1 = c[0]
+    T2 = np.full(n, (T1 + c[1]).max() + ar)
+    T3 = T2 + c[2]
+    T4 = np.full(n, (T3 + c[3]).max() + ar)
+    T5 = T4 + c[4]
+    want = np.vstack([np.zeros(n), T1, T2, T3, T4, T5])
+    local = Communication(global_average_every=H)
+    np.testing.assert_allclose(history(Clock(local, n, NET, MODEL_BYTES), c), want, rtol=1e-12)
+    # a compressed message is cheaper: the all-reduce moves a quarter of the bytes
+    quarter = Communication(global_average_every=H, message_fraction=0.25)
+    got = history(Clock(quarter, n, NET, MODEL_BYTES), c)
+    assert got[2, 0] == pytest.approx((T1 + c[1]).max() + NET.ring_allreduce_s(n, MODEL_BYTES / 4), rel=1e-12)
+
+
+def test_an_unmodelled_pattern_or_unknown_algorithm_is_an_error():
+    with pytest.raises(ClockError, match="asynchronous"):
+        Clock(Communication(neighbour_mixing=True, synchronous=False), 4, NET, MODEL_BYTES, topology=HandRing(4))
+    with pytest.raises(ClockError, match="subset of the neighbours"):
+        Clock(Communication(neighbour_mixing=True, neighbours_per_step=1), 4, NET, MODEL_BYTES, topology=HandRing(4))
+    with pytest.raises(ClockError, match="--algo"):
+        Clock("no-such-algorithm", 4, NET, MODEL_BYTES)
+
+
+def test_run_clock_refuses_an_algorithm_it_cannot_model(monkeypatch, small_cfg):
+    """An algorithm the clock does not model makes the run's clock an error, never a run silently unstamped."""
+    from ddl import algorithms
+    from ddl.measure.clock import RunClock
+
+    class Async(algorithms.DPSGD):
+        name = "async-test"
+        communication = Communication(neighbour_mixing=True, synchronous=False)
+
+    monkeypatch.setitem(algorithms.ALGORITHMS, Async.name, Async)
+    cfg = small_cfg(algo=Async.name, learners=4)
+    assert RunClock.applies(cfg)
+    with pytest.raises(ClockError, match="asynchronous"):
+        RunClock(cfg, 100, make_topology("ring", 4), 4)
 
 
 # ---- the clock in a training run -------------------------------------------------------------------------

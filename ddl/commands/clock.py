@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ddl.algorithms import ALGORITHMS, BASELINE, DPSGD, label_of
 from ddl.measure.clock import ClockError, ComputeModel, Network, model_message_bytes, simulate
 from ddl.report.clock import fig_heatmap, fig_scaling, save_figure
 
@@ -82,8 +83,9 @@ class _Progress:
 def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_prob: float,
                  latencies_s: Sequence[float], slowdowns: Sequence[float], bandwidth_Bps: float, message_bytes: float,
                  topology: str = "ring", overlap: bool = True, shared_nic: bool = True, seed: int = 0,
-                 progress: bool = False) -> np.ndarray:
-    """[len(slowdowns), len(latencies)] SSGD time / DPSGD time for the same ``steps`` and compute draws."""
+                 progress: bool = False, algo: str = DPSGD.name) -> np.ndarray:
+    """[len(slowdowns), len(latencies)] the baseline's time / ``algo``'s time for the same ``steps`` and compute
+    draws."""
     from ddl.algorithms.topology import make_topology
 
     topo = make_topology(topology, n)
@@ -93,8 +95,8 @@ def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_
         cm = ComputeModel(compute_s, jitter, straggler_prob if s > 1 else 0.0, s)
         for j, lat in enumerate(latencies_s):
             net = Network(lat, bandwidth_Bps)
-            t_ss = simulate("ssgd", n, steps, cm, net, message_bytes, seed=seed)
-            t_dp = simulate("dpsgd", n, steps, cm, net, message_bytes, topo, overlap, seed, shared_nic)
+            t_ss = simulate(BASELINE, n, steps, cm, net, message_bytes, seed=seed)
+            t_dp = simulate(algo, n, steps, cm, net, message_bytes, topo, overlap, seed, shared_nic)
             out[i, j] = t_ss / t_dp
         bar.update(f"slowdown {s:g}")
     return out
@@ -102,18 +104,19 @@ def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_
 
 def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compute: ComputeModel, network: Network,
                  message_bytes: float, overlap: bool = True, shared_nic: bool = True, seed: int = 0,
-                 progress: bool = False) -> dict:
-    """Per topology: per-step times of SSGD and DPSGD and the speed-up, for each n."""
+                 progress: bool = False, algo: str = DPSGD.name) -> dict:
+    """Per topology: per-step times of the baseline (``ssgd_step_s``) and of ``algo`` (``dpsgd_step_s``) and the
+    speed-up, for each n."""
     from ddl.algorithms.topology import make_topology
 
     res: dict = {"n": list(ns), "ssgd_step_s": [], "dpsgd_step_s": {t: [] for t in topologies},
                  "speedup": {t: [] for t in topologies}}
     bar = _Progress(len(ns), "speed-up against n", progress)
     for n in ns:
-        t_ss = simulate("ssgd", n, steps, compute, network, message_bytes, seed=seed)
+        t_ss = simulate(BASELINE, n, steps, compute, network, message_bytes, seed=seed)
         res["ssgd_step_s"].append(t_ss / steps)
         for t in topologies:
-            t_dp = simulate("dpsgd", n, steps, compute, network, message_bytes, make_topology(t, n), overlap, seed,
+            t_dp = simulate(algo, n, steps, compute, network, message_bytes, make_topology(t, n), overlap, seed,
                             shared_nic)
             res["dpsgd_step_s"][t].append(t_dp / steps)
             res["speedup"][t].append(t_ss / t_dp)
@@ -131,6 +134,8 @@ def add_clock_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "default resnet18 (CIFAR-10)")
     p.add_argument("--dtype", default="float32", help="parameter dtype of the messages (default float32)")
     p.add_argument("--learners", type=int, default=16, help="n for the heatmap (default 16)")
+    p.add_argument("--algo", default=DPSGD.name, choices=[a for a in ALGORITHMS if a != BASELINE],
+                   help=f"the algorithm compared with the baseline {BASELINE} (default {DPSGD.name})")
     p.add_argument("--topology", default="ring", help="DPSGD graph of the heatmap (default ring)")
     p.add_argument("--compute-ms", type=float, default=40.0,
                    help="mean compute time of one learner's step in ms (default 40: ResNet-18, b=128, one V100)")
@@ -182,19 +187,20 @@ def run_clock(args: argparse.Namespace) -> int:
 
     grid = speedup_grid(args.learners, args.steps, compute.base_s, args.jitter, args.straggler_prob,
                         [v * 1e-6 for v in args.latencies_us], args.slowdowns, network.bandwidth_Bps, msg,
-                        args.topology, args.overlap, args.shared_nic, args.seed, progress=True)
-    title = (f"{model_desc}, n={args.learners}, DPSGD on {args.topology}; compute {args.compute_ms:g} ms, "
+                        args.topology, args.overlap, args.shared_nic, args.seed, progress=True, algo=args.algo)
+    labels = (label_of(BASELINE), label_of(args.algo))
+    title = (f"{model_desc}, n={args.learners}, {labels[1]} on {args.topology}; compute {args.compute_ms:g} ms, "
              f"jitter σ={args.jitter:g}, stragglers p={args.straggler_prob:g}, {args.bandwidth_gbps:g} Gbit/s")
-    save_figure(fig_heatmap(grid, args.latencies_us, args.slowdowns, title), out / "speedup_heatmap.png")
+    save_figure(fig_heatmap(grid, args.latencies_us, args.slowdowns, title, labels), out / "speedup_heatmap.png")
     _write(out / "speedup_heatmap.json", {**common, "learners": args.learners, "topology": args.topology,
                                           "latencies_us": args.latencies_us, "slowdowns": args.slowdowns,
                                           "speedup": grid.tolist()})
 
     res = speedup_vs_n(args.ns, topologies, args.steps, compute, network, msg, args.overlap, args.shared_nic,
-                       args.seed, progress=True)
+                       args.seed, progress=True, algo=args.algo)
     title = (f"{model_desc}; compute {args.compute_ms:g} ms, σ={args.jitter:g}, stragglers p={args.straggler_prob:g}"
              f" × {args.straggler_slowdown:g}; {args.latency_us:g} µs, {args.bandwidth_gbps:g} Gbit/s")
-    save_figure(fig_scaling(res, title), out / "speedup_vs_n.png")
+    save_figure(fig_scaling(res, title, labels), out / "speedup_vs_n.png")
     _write(out / "speedup_vs_n.json", {**common, "latency_us": args.latency_us,
                                        "straggler_slowdown": args.straggler_slowdown, **res})
     print(f"wrote {out / 'speedup_heatmap.png'}, {out / 'speedup_vs_n.png'} (+ JSON)")

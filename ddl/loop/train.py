@@ -103,7 +103,7 @@ class Trainer:
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
                                     cfg.weight_decay_kind)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
-        self.topology = topology if self.algo.uses_topology else None
+        self.topology = topology if self.algo.communication_for(cfg).uses_topology else None
         # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
         self.clock = RunClock(cfg, self.spec.numel, topology, self.comm.m) \
             if self.comm.is_main and RunClock.applies(cfg) else None

@@ -22,8 +22,10 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def fig_heatmap(grid: np.ndarray, latencies_us: Sequence[float], slowdowns: Sequence[float], title: str):
-    """DPSGD's speed-up over SSGD, rows: straggler slowdown, columns: latency (a diverging map centred on 1)."""
+def fig_heatmap(grid: np.ndarray, latencies_us: Sequence[float], slowdowns: Sequence[float], title: str,
+                labels: tuple[str, str]):
+    """An algorithm's speed-up over the baseline (``labels``: baseline's, algorithm's), rows: straggler slowdown,
+    columns: latency (a diverging map centred on 1)."""
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
@@ -39,30 +41,33 @@ def fig_heatmap(grid: np.ndarray, latencies_us: Sequence[float], slowdowns: Sequ
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    fig.colorbar(im, ax=ax, label="DPSGD speed-up over SSGD (>1: DPSGD faster)")
+    base, algo = labels
+    fig.colorbar(im, ax=ax, label=f"{algo} speed-up over {base} (>1: {algo} faster)")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def fig_scaling(res: dict, title: str):
-    """Speed-up against n per topology (left) and the per-step times behind it (right)."""
+def fig_scaling(res: dict, title: str, labels: tuple[str, str]):
+    """Speed-up against n per topology (left) and the per-step times behind it (right); ``labels``: the
+    baseline's and the algorithm's."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4))
     a1, a2 = fig.subplots(1, 2)
+    base, algo = labels
     ns = res["n"]
     for t, v in res["speedup"].items():
         a1.plot(ns, v, "o-", label=t)
-        a2.plot(ns, np.array(res["dpsgd_step_s"][t]) * 1e3, "o-", label=f"DPSGD {t}")
-    a2.plot(ns, np.array(res["ssgd_step_s"]) * 1e3, "k^--", label="SSGD (ring all-reduce)")
+        a2.plot(ns, np.array(res["dpsgd_step_s"][t]) * 1e3, "o-", label=f"{algo} {t}")
+    a2.plot(ns, np.array(res["ssgd_step_s"]) * 1e3, "k^--", label=f"{base} (ring all-reduce)")
     a1.axhline(1.0, color="grey", lw=0.8)
     for a in (a1, a2):
         a.set_xscale("log", base=2)
         a.set_xlabel("learners n")
         a.grid(True, alpha=0.3)
         a.legend(fontsize=8)
-    a1.set_ylabel("DPSGD speed-up over SSGD")
+    a1.set_ylabel(f"{algo} speed-up over {base}")
     a2.set_ylabel("simulated time per step (ms)")
     a2.set_yscale("log")
     fig.suptitle(title, fontsize=8)

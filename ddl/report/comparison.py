@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from analysis.figures import png_bytes
+from ddl.algorithms import BASELINE, label_of
 from ddl.report.checks import check_lines, split_line
 from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat, format_value
@@ -89,7 +90,10 @@ class Report:
 
 def default_title(groups: list[Group]) -> str:
     algos = {g.algo for g in groups}
-    return "SSGD vs DPSGD" if algos == {"ssgd", "dpsgd"} else " / ".join(sorted(a.upper() for a in algos)) + " runs"
+    if len(algos) == 2 and BASELINE in algos:
+        (other,) = algos - {BASELINE}
+        return f"{label_of(BASELINE)} vs {label_of(other)}"
+    return " / ".join(sorted(label_of(a) for a in algos)) + " runs"
 
 
 def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> Report:

@@ -30,6 +30,7 @@ from analysis.figures import (
     png_bytes,
 )
 from analysis.figures import grid as grid_lines
+from ddl.algorithms import BASELINE, label_of
 from ddl.errors import RunDirError
 from ddl.report.checks import check_lines, split_line
 from ddl.report.figures import FIGURES
@@ -250,9 +251,11 @@ def fig_trends(param: str, grid: dict, cells: list[GridPoint]) -> Figure | None:
 # ---------------------------------------------------------------------------------------------------------
 @dataclass
 class RegimeMap:
-    """Test error of SSGD and DPSGD over learning rate × total batch size B = n·b (mean over seeds; NaN where
-    there is no run), with counts of diverged and collapsed seeds per cell."""
+    """Test error of the baseline and one other algorithm (``algos``: baseline first) over learning rate × total
+    batch size B = n·b (mean over seeds; NaN where there is no run), with counts of diverged and collapsed seeds
+    per cell."""
 
+    algos: tuple[str, str]
     fixed: dict
     lrs: list
     batches: list
@@ -262,14 +265,20 @@ class RegimeMap:
     cells: dict[str, list[list[GridPoint | None]]]
 
     @property
+    def labels(self) -> tuple[str, str]:
+        return label_of(self.algos[0]), label_of(self.algos[1])
+
+    @property
     def difference(self) -> np.ndarray:
-        return self.error["dpsgd"] - self.error["ssgd"]
+        """The other algorithm's test error minus the baseline's."""
+        base, other = self.algos
+        return self.error[other] - self.error[base]
 
     def spread(self) -> np.ndarray:
-        """Seed-to-seed standard deviation of the difference, √(std_SSGD² + std_DPSGD²) (NaN with one seed)."""
+        """Seed-to-seed standard deviation of the difference, √(std_base² + std_other²) (NaN with one seed)."""
         std = {a: np.array([[c.stat("test_err")["std"] if c else np.nan for c in row] for row in self.cells[a]])
-               for a in ("ssgd", "dpsgd")}
-        return np.sqrt(std["ssgd"] ** 2 + std["dpsgd"] ** 2)
+               for a in self.algos}
+        return np.sqrt(std[self.algos[0]] ** 2 + std[self.algos[1]] ** 2)
 
     def failed(self, algo: str) -> np.ndarray:
         return (self.diverged[algo] > 0) | (self.collapsed[algo] > 0)
@@ -278,7 +287,7 @@ class RegimeMap:
         """The (batch, lr) cell where the two algorithms' test errors differ most, preferring cells where both
         trained (neither diverged nor collapsed: their duality comparison means something), then cells where
         exactly one failed, then the rest."""
-        ok_s, ok_d = ~self.failed("ssgd"), ~self.failed("dpsgd")
+        ok_s, ok_d = ~self.failed(self.algos[0]), ~self.failed(self.algos[1])
         tier = np.where(ok_s & ok_d, 2, np.where(ok_s ^ ok_d, 1, 0))
         d = np.abs(self.difference)
         if not np.isfinite(d).any():
@@ -289,10 +298,12 @@ class RegimeMap:
 
 
 def regime_maps(grid: dict, cells: list[GridPoint]) -> list[RegimeMap]:
-    """One map per combination of the grid parameters other than algo, lr, batch_size and learners; needs both
-    algorithms and several learning rates in the grid."""
-    if set(grid.get("algo", [])) != {"ssgd", "dpsgd"} or len(grid.get("lr", [])) < 2:
+    """One map per combination of the grid parameters other than algo, lr, batch_size and learners; needs the
+    baseline and exactly one other algorithm, and several learning rates, in the grid."""
+    algos = set(grid.get("algo", []))
+    if len(algos) != 2 or BASELINE not in algos or len(grid.get("lr", [])) < 2:
         return []
+    pair = (BASELINE, *(algos - {BASELINE}))
     others = [k for k in grid if k not in ("algo", "lr", "batch_size", "learners")]
     maps = []
     for combo in _product([grid[k] for k in others]):
@@ -303,9 +314,9 @@ def regime_maps(grid: dict, cells: list[GridPoint]) -> list[RegimeMap]:
         lrs = sorted(grid["lr"])
         batches = sorted({c.runs[0].config.total_batch for c in mine})
         shape = (len(batches), len(lrs))
-        err = {a: np.full(shape, np.nan) for a in ("ssgd", "dpsgd")}
-        div = {a: np.zeros(shape, int) for a in ("ssgd", "dpsgd")}
-        col = {a: np.zeros(shape, int) for a in ("ssgd", "dpsgd")}
+        err = {a: np.full(shape, np.nan) for a in pair}
+        div = {a: np.zeros(shape, int) for a in pair}
+        col = {a: np.zeros(shape, int) for a in pair}
         where: dict[str, list[list[GridPoint | None]]] = {a: [[None] * len(lrs) for _ in batches] for a in err}
         for c in mine:
             cfg = c.runs[0].config
@@ -314,28 +325,29 @@ def regime_maps(grid: dict, cells: list[GridPoint]) -> list[RegimeMap]:
             div[cfg.algo][i, j] = c.diverged
             col[cfg.algo][i, j] = c.collapsed
             where[cfg.algo][i][j] = c
-        maps.append(RegimeMap(fixed, lrs, batches, err, div, col, where))
+        maps.append(RegimeMap(pair, fixed, lrs, batches, err, div, col, where))
     return maps
 
 
 def fig_regime(m: RegimeMap) -> Figure:
-    """SSGD and DPSGD test error side by side (one colour scale), and DPSGD − SSGD; ✕ marks a cell with a
-    diverged seed, ○ one with a collapsed seed (loss ≈ ln C)."""
+    """The two algorithms' test errors side by side (one colour scale), and other − baseline; ✕ marks a cell
+    with a diverged seed, ○ one with a collapsed seed (loss ≈ ln C)."""
     fig = Figure(figsize=(4.2 * 3 + 1, 0.9 * len(m.batches) + 2.6))
     axes = fig.subplots(1, 3)
-    finite = np.concatenate([m.error[a][np.isfinite(m.error[a])] for a in ("ssgd", "dpsgd")])
+    finite = np.concatenate([m.error[a][np.isfinite(m.error[a])] for a in m.algos])
     vmax = float(finite.max() * 100) if finite.size else 100.0
-    for ax, algo in zip(axes[:2], ("ssgd", "dpsgd")):
+    for ax, algo in zip(axes[:2], m.algos):
         im = ax.imshow(m.error[algo] * 100, origin="lower", cmap="viridis_r", vmin=0, vmax=max(vmax, 1e-9),
                        aspect="auto")
         _annotate(ax, m, algo, m.error[algo] * 100, "{:.1f}")
-        ax.set_title(f"{algo.upper()} test error (%)", fontsize=10)
+        ax.set_title(f"{label_of(algo)} test error (%)", fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.85)
     d = m.difference * 100
     lim = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
     im = axes[2].imshow(d, origin="lower", cmap="RdBu_r", vmin=-max(lim, 1e-9), vmax=max(lim, 1e-9), aspect="auto")
     _annotate(axes[2], m, None, d, "{:+.1f}")
-    axes[2].set_title("DPSGD − SSGD (pp; blue: DPSGD better)", fontsize=10)
+    base, other = m.labels
+    axes[2].set_title(f"{other} − {base} (pp; blue: {other} better)", fontsize=10)
     fig.colorbar(im, ax=axes[2], shrink=0.85)
     for ax in axes:
         ax.set_xticks(range(len(m.lrs)))
@@ -354,8 +366,8 @@ def _annotate(ax, m: RegimeMap, algo: str | None, values: np.ndarray, fmt: str) 
     for i in range(len(m.batches)):
         for j in range(len(m.lrs)):
             marks = ""
-            for a in ([algo] if algo else ["ssgd", "dpsgd"]):
-                tag = "" if algo else a[0].upper()
+            for a in ([algo] if algo else m.algos):
+                tag = "" if algo else label_of(a)[0]
                 if m.diverged[a][i, j]:
                     marks += f" ✕{tag}"
                 elif m.collapsed[a][i, j]:
@@ -412,18 +424,20 @@ def findings(grid: dict, cells: list[GridPoint], maps: list[RegimeMap]) -> tuple
                   for i, j in np.argwhere(m.difference < -0.01)]
         worse = [(m.batches[i], m.lrs[j], m.difference[i, j] * 100, spread[i, j] * 100)
                  for i, j in np.argwhere(m.difference > 0.01)]
-        only_ssgd_failed = [(m.batches[i], m.lrs[j]) for i, j in np.argwhere(m.failed("ssgd") & ~m.failed("dpsgd"))]
+        base, other = m.labels
+        only_base_failed = [(m.batches[i], m.lrs[j])
+                            for i, j in np.argwhere(m.failed(m.algos[0]) & ~m.failed(m.algos[1]))]
         if better:
-            lines.append(f"Regime map{where}: DPSGD's test error is lower by more than 1 pp at "
+            lines.append(f"Regime map{where}: {other}'s test error is lower by more than 1 pp at "
                          + "; ".join(_diff_str(b, lr, d, sp) for b, lr, d, sp in better) + ".")
         if worse:
-            lines.append(f"Regime map{where}: SSGD's test error is lower by more than 1 pp at "
+            lines.append(f"Regime map{where}: {base}'s test error is lower by more than 1 pp at "
                          + "; ".join(_diff_str(b, lr, d, sp) for b, lr, d, sp in worse) + ".")
-        if only_ssgd_failed:
-            lines.append(f"Regime map{where}: SSGD diverged or collapsed while DPSGD trained at "
-                         + "; ".join(f"B={b}, lr={_vs(lr)}" for b, lr in only_ssgd_failed) + ".")
-        if not better and not worse and not only_ssgd_failed:
-            lines.append(f"Regime map{where}: SSGD and DPSGD are within 1 pp of each other everywhere.")
+        if only_base_failed:
+            lines.append(f"Regime map{where}: {base} diverged or collapsed while {other} trained at "
+                         + "; ".join(f"B={b}, lr={_vs(lr)}" for b, lr in only_base_failed) + ".")
+        if not better and not worse and not only_base_failed:
+            lines.append(f"Regime map{where}: {base} and {other} are within 1 pp of each other everywhere.")
     return lines, nums
 
 
@@ -479,9 +493,10 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
                        Image(name, heading, png)])
 
     if maps:
-        blocks.append(Heading("Regime map: SSGD vs DPSGD", 2, anchor="regime"))
+        base, other = maps[0].labels
+        blocks.append(Heading(f"Regime map: {base} vs {other}", 2, anchor="regime"))
         blocks.append(Paragraph("Test error of the averaged model over learning rate × total batch size (mean over "
-                                "seeds), SSGD and DPSGD on one colour scale, and their difference. ✕: a seed "
+                                f"seeds), {base} and {other} on one colour scale, and their difference. ✕: a seed "
                                 "diverged; ○: a seed collapsed (final training loss ≥ 0.9 ln C, chance level).",
                                 "intro"))  # fmt: skip
         for i, m in enumerate(maps):
@@ -521,18 +536,19 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
 
 
 def _most_different(m: RegimeMap, blocks: list[Block], figures: list) -> None:
-    """The comparison report's duality and noise figures at the cell where SSGD and DPSGD differ most."""
+    """The comparison report's duality and noise figures at the cell where the two algorithms differ most."""
     ij = m.most_different()
     if ij is None:
         return
     i, j = ij
-    pair = [m.cells[a][i][j] for a in ("ssgd", "dpsgd")]
+    pair = [m.cells[a][i][j] for a in m.algos]
     if any(c is None for c in pair):
         return
     groups = make_groups([r for c in pair for r in c.runs])
     blocks.append(Heading(f"Where they differ most: B={m.batches[i]}, lr={_vs(m.lrs[j])}", 2, anchor="most"))
     e = [c.stat("test_err") for c in pair]
-    blocks.append(Paragraph(f"SSGD {format_stat(e[0], 'err')} vs DPSGD {format_stat(e[1], 'err')} test error. "
+    base, other = m.labels
+    blocks.append(Paragraph(f"{base} {format_stat(e[0], 'err')} vs {other} {format_stat(e[1], 'err')} test error. "
                             "The duality comparison and the noise measurements of the two (as in `ddl compare`).",
                             "intro"))  # fmt: skip
     for spec in FIGURES:
