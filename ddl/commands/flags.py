@@ -1,5 +1,7 @@
 """Command-line flags generated from dataclass fields, so the CLI, config files and the Python API accept the
-same names: ``batch_size`` is ``--batch-size``; the field's ``help`` and ``choices`` metadata become the flag's."""
+same names: ``batch_size`` is ``--batch-size``; the field's ``help`` and ``choices`` metadata become the flag's.
+The field types are read by :func:`ddl.config.fieldtypes.field_types` (shared with config files and sweep
+grids)."""
 
 from __future__ import annotations
 
@@ -7,36 +9,41 @@ import argparse
 import dataclasses
 import typing
 
+from ddl.config.fieldtypes import field_types, flag_name
+
 
 def add_dataclass_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
-                        include: typing.Callable[[dataclasses.Field], bool] = lambda f: True) -> list[str]:
-    """Add one flag per field of ``cls`` (those ``include`` accepts); returns the field names added.
+                        include: typing.Callable[[dataclasses.Field], bool] = lambda f: True,
+                        taken: typing.Collection[str] = (), prefix: str = "") -> dict[str, str]:
+    """Add one flag per field of ``cls`` (those ``include`` accepts); returns {field name: its dest}.
 
     Flags default to ``argparse.SUPPRESS``: only the flags a user gives appear in the namespace, so
     defaults stay in one place (the dataclass).  Booleans get ``--x/--no-x``; lists take several values.
+    A field whose name is in ``taken`` (a dest the parser has already) gets ``prefix`` before its flag and
+    dest (``prefix="analysis"``: ``--analysis-dtype`` → ``analysis_dtype``).
     """
-    hints = typing.get_type_hints(cls)
-    added = []
+    types = field_types(cls)
+    added = {}
     for f in dataclasses.fields(cls):
         if not include(f):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        dest, flag = f.name, flag_name(f.name)
+        if dest in taken:
+            dest, flag = f"{prefix}_{f.name}", f"--{prefix}-{flag[2:]}"
         help_ = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw: dict = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{help_} (default: {default})"}
-        hint = hints[f.name]
-        args = typing.get_args(hint)  # only an Optional is unwrapped: list[int] stays a list
-        typ = next(a for a in args if a is not type(None)) if type(None) in args else hint
-        if typ is bool:
+        kw: dict = {"dest": dest, "default": argparse.SUPPRESS, "help": f"{help_} (default: {default})"}
+        ft = types[f.name]
+        if ft.base is bool and not ft.is_list:
             kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(typ) is list:
-            kw.update(nargs="*", type=typing.get_args(typ)[0])
+        elif ft.is_list:
+            kw.update(nargs="*", type=ft.base)
         else:
-            kw["type"] = typ
-            if "choices" in f.metadata:
-                kw["choices"] = f.metadata["choices"]
+            kw["type"] = ft.base
+            if ft.choices:
+                kw["choices"] = ft.choices
         parser.add_argument(flag, **kw)
-        added.append(f.name)
+        added[f.name] = dest
     return added
 
 
