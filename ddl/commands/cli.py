@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(cmp_)
     cmp_.set_defaults(func=run_compare)
 
-    from ddl.sweep import SWEEP_OWNED, add_sweep_arguments, run_sweep_command
+    from ddl.sweep.command import add_sweep_arguments, run_sweep_command
+    from ddl.sweep.plan import SWEEP_OWNED
 
     sw = sub.add_parser("sweep", help="a grid of runs (grid values × seeds) in parallel, analysed, with a report",
                         description="Run the product of --grid values × --seeds (any train flag sets the base of "
@@ -108,7 +109,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         from ddl.drivers import train_distributed
 
-        res = train_distributed(cfg, args)
+        res = train_distributed(cfg)
     if res is not None and res.out is not None:
         f = res.final
         msg = f"{res.status} after {res.steps} steps"

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from ddl.algorithms import BASELINE, DPSGD
-from ddl.sweep import SweepSpec, run_sweep
+from ddl.sweep.plan import SweepSpec
+from ddl.sweep.run import run_sweep
 
 # The noise meter is exact by default (full training gradient, Lanczos to a tolerance), which costs seconds per
 # measurement on a CPU; the demo measures every 500 steps against a stratified sample of 1 000 training samples
