@@ -455,20 +455,16 @@ def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, 
 
 
 def test_time_to_target_and_curves_against_the_clock(tmp_path):
-    from ddl.report.clock import clock_rows, common_target, plot_against_clock, time_to_target
+    from ddl.report.clock import common_target, fig_against_clock, save_figure, time_to_target
 
     recs = [{"step": 10, "sim_time_s": 1.0, "test_acc": 0.80, "train_loss": 0.9},
             {"step": 20, "sim_time_s": 2.5, "test_acc": 0.93, "train_loss": 0.4},
             {"step": 30, "sim_time_s": 3.0, "test_acc": 0.97, "train_loss": 0.2}]
     assert time_to_target(recs, 0.10) == 2.5 and time_to_target(recs, 0.01) is None
     assert time_to_target([{k: v for k, v in r.items() if k != "sim_time_s"} for r in recs], 0.5) is None
-    rows = clock_rows([("SSGD", recs), ("DPSGD", recs[:1])], 0.1)
-    assert rows[0] == {"label": "SSGD", "sim_time_s": 3.0, "time_to_target_s": 2.5, "target_error": 0.1}
-    assert rows[1]["sim_time_s"] == 1.0 and rows[1]["time_to_target_s"] is None
-    png = plot_against_clock([("SSGD", recs), ("DPSGD", recs)], tmp_path / "clock.png", target_error=0.1)
-    assert png.stat().st_size > 1000
-    assert plot_against_clock([("SSGD", [{"test_acc": 0.5, "train_loss": 1.0}])], tmp_path / "none.png") is None
-    assert not (tmp_path / "none.png").exists()
+    fig = fig_against_clock([("SSGD", "C0", recs), ("DPSGD", "C1", recs)], target_error=0.1)
+    assert save_figure(fig, tmp_path / "clock.png").stat().st_size > 1000
+    assert fig_against_clock([("SSGD", "C0", [{"test_acc": 0.5, "train_loss": 1.0}])]) is None
     # the default target is the lowest test error every run reached (run 2's best is 20 %)
     assert common_target([recs, recs[:1]]) == pytest.approx(0.20)
     assert common_target([[{"train_loss": 1.0}]]) is None

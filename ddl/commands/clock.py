@@ -14,13 +14,13 @@ test error is a training question, answered per run pair by :func:`ddl.report.cl
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ddl.algorithms import ALGORITHMS, BASELINE, DPSGD, label_of
+from ddl.loop.progress import progress_bar
 from ddl.measure.clock import ClockError, ComputeModel, Network, model_message_bytes, simulate
 from ddl.report.clock import fig_heatmap, fig_scaling, save_figure
 
@@ -59,27 +59,6 @@ def default_topologies() -> list[str]:
     return names if len(names) > 1 else [*names, "complete"]
 
 
-class _Progress:
-    """A tqdm bar on a terminal, plain lines otherwise (logs, CI)."""
-
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.enabled, self.desc, self.total, self.done = enabled, desc, total, 0
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, dynamic_ncols=True)
-
-    def update(self, what: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-            if self.done == self.total:
-                self.bar.close()
-        elif self.enabled:
-            print(f"{self.desc}: {what} done ({self.done}/{self.total})", file=sys.stderr, flush=True)
-
-
 def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_prob: float,
                  latencies_s: Sequence[float], slowdowns: Sequence[float], bandwidth_Bps: float, message_bytes: float,
                  topology: str = "ring", overlap: bool = True, shared_nic: bool = True, seed: int = 0,
@@ -90,7 +69,7 @@ def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_
 
     topo = make_topology(topology, n)
     out = np.empty((len(slowdowns), len(latencies_s)))
-    bar = _Progress(len(slowdowns), "heatmap", progress)
+    bar = progress_bar(len(slowdowns), desc="heatmap", unit="row", disable=not progress)
     for i, s in enumerate(slowdowns):
         cm = ComputeModel(compute_s, jitter, straggler_prob if s > 1 else 0.0, s)
         for j, lat in enumerate(latencies_s):
@@ -98,7 +77,9 @@ def speedup_grid(n: int, steps: int, compute_s: float, jitter: float, straggler_
             t_ss = simulate(BASELINE, n, steps, cm, net, message_bytes, seed=seed)
             t_dp = simulate(algo, n, steps, cm, net, message_bytes, topo, overlap, seed, shared_nic)
             out[i, j] = t_ss / t_dp
-        bar.update(f"slowdown {s:g}")
+        bar.set_postfix_str(f"slowdown {s:g}")
+        bar.update(1)
+    bar.close()
     return out
 
 
@@ -111,7 +92,7 @@ def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compu
 
     res: dict = {"n": list(ns), "ssgd_step_s": [], "dpsgd_step_s": {t: [] for t in topologies},
                  "speedup": {t: [] for t in topologies}}
-    bar = _Progress(len(ns), "speed-up against n", progress)
+    bar = progress_bar(len(ns), desc="speed-up against n", unit="n", disable=not progress)
     for n in ns:
         t_ss = simulate(BASELINE, n, steps, compute, network, message_bytes, seed=seed)
         res["ssgd_step_s"].append(t_ss / steps)
@@ -120,7 +101,9 @@ def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compu
                             shared_nic)
             res["dpsgd_step_s"][t].append(t_dp / steps)
             res["speedup"][t].append(t_ss / t_dp)
-        bar.update(f"n = {n}")
+        bar.set_postfix_str(f"n = {n}")
+        bar.update(1)
+    bar.close()
     return res
 
 

@@ -12,7 +12,6 @@ silently: torchrun stops all ranks when the first one fails, and rank 0 must be 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -32,11 +31,8 @@ def _quiet_exit() -> None:
     raise SystemExit(2)
 
 
-def train_distributed(cfg: TrainConfig, args: argparse.Namespace | None = None):
-    """Train per ``cfg`` on ``cfg.backend``; the TrainResult on the main worker, None elsewhere.
-
-    ``args`` is the CLI's namespace, accepted for the CLI's call: every setting is read from ``cfg``.
-    """
+def train_distributed(cfg: TrainConfig):
+    """Train per ``cfg`` on ``cfg.backend``; the TrainResult on the main worker, None elsewhere."""
     if cfg.backend == "torchrun":
         return _train_torchrun(cfg)
     if cfg.backend == "ray":

@@ -90,16 +90,6 @@ def time_to_target(metrics: Sequence[dict], target_error: float) -> float | None
     return None
 
 
-def clock_rows(runs: Sequence[tuple[str, Sequence[dict]]], target_error: float) -> list[dict]:
-    """One row per run: label, simulated time of the whole run, time to reach ``target_error`` (or None)."""
-    rows = []
-    for label, metrics in runs:
-        stamped = [r for r in metrics if "sim_time_s" in r]
-        rows.append({"label": label, "sim_time_s": stamped[-1]["sim_time_s"] if stamped else None,
-                     "time_to_target_s": time_to_target(metrics, target_error), "target_error": target_error})
-    return rows
-
-
 def common_target(runs: Sequence[Sequence[dict]]) -> float | None:
     """The lowest test error every run reached: the largest of the runs' best test errors (None without data)."""
     best = [min(1.0 - r["test_acc"] for r in m if "test_acc" in r) for m in runs if any("test_acc" in r for r in m)]
@@ -164,11 +154,3 @@ def fig_clock(groups) -> object | None:
     """The comparison report's clock figure: :func:`fig_against_clock` over the groups' runs (``groups``: the
     report's groups, each with ``label``, ``color`` and ``runs`` carrying ``metrics``)."""
     return fig_against_clock([(g.label, g.color, r.metrics) for g in groups for r in g.runs])
-
-
-def plot_against_clock(runs: Sequence[tuple[str, Sequence[dict]]], path: Path,
-                       target_error: float | None = None) -> Path | None:
-    """:func:`fig_against_clock` for (label, metrics) pairs, saved as a PNG at ``path`` (None: nothing to plot)."""
-    colours = {lab: f"C{i % 10}" for i, lab in enumerate(dict.fromkeys(lab for lab, _ in runs))}
-    fig = fig_against_clock([(lab, colours[lab], m) for lab, m in runs], target_error)
-    return None if fig is None else save_figure(fig, path)
