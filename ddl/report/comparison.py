@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from analysis.figures import png_bytes
@@ -108,7 +108,7 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
     findings, missing = verdict(groups), missing_lines(runs)
     group_stats = {g.label: g.numbers() for g in groups}
     per_run = {r.path: run_numbers(r) for r in runs}
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     shared = common_settings(groups)
     subtitle = (f"{_count(len(groups), 'configuration')}, {_count(len(runs), 'run')}"
