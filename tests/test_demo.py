@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ddl.commands.demo import DEMO_GRID
+
+pytestmark = pytest.mark.slow  # the whole demo in a real process
 
 
 def test_demo_short(tmp_path):

@@ -13,11 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from ddl.config import TrainConfig
 from ddl.loop.train import train
 from ddl.rundir.checkpoint import list_checkpoints, step_of
+
+pytestmark = pytest.mark.slow  # real processes (torchrun ranks, Ray actors): see docs
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 # float64 keeps the simulator and the distributed transports within rounding (≪ 1e-6) over hundreds of steps; 50

@@ -17,6 +17,8 @@ from ddl.config import ConfigError, TrainConfig
 from ddl.drivers.ray_cluster import RayWorkers
 from ddl.loop.train import train
 
+pytestmark = pytest.mark.slow  # real processes (torchrun ranks, Ray, worker pools): see docs
+
 TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, progress=False,
             compute_ms=2.0)
 

@@ -13,6 +13,8 @@ from ddl.commands.cli import main
 from ddl.config import ConfigError, TrainConfig
 from ddl.loop.train import train
 
+pytestmark = pytest.mark.slow  # real processes (torchrun ranks, Ray, worker pools): see docs
+
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, compute_ms=2.0)
 
