@@ -4,6 +4,7 @@ file itself.  Writes happen on the main worker only; every worker may read (resu
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,19 @@ class RunDirectory:
         write_json(self.path / "summary.json", summary)
 
     # ---- resuming ----------------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """Whether a run has been started here (its ``config.json`` exists)."""
+        return (self.path / "config.json").exists()
+
+    def launch_id(self) -> str | None:
+        """The torchrun launch that wrote this run (``world.launch_id`` of ``config.json``; None: none, or the
+        file is unreadable)."""
+        try:
+            world = json.loads((self.path / "config.json").read_text()).get("world", {})
+        except (OSError, ValueError, AttributeError):
+            return None
+        return world.get("launch_id") if isinstance(world, dict) else None
+
     def saved_config(self) -> TrainConfig:
         """The configuration of the run to resume; an error when there is none."""
         if not (self.path / "config.json").is_file():
