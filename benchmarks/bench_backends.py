@@ -140,7 +140,8 @@ def run_torchrun(K: int, cases, steps, warmup, repeats) -> list[dict]:
 
 
 def torchrun_worker(spec_path: str) -> None:
-    from ddl.comm.torchdist import TorchDistCollective, setup_torchrun
+    from ddl.comm.torchdist import TorchDistCollective
+    from ddl.drivers.torchrun import setup_torchrun
 
     spec = json.loads(Path(spec_path).read_text())
     cases = spec["cases"]

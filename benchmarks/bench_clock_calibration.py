@@ -161,8 +161,9 @@ def _network(comm, sizes: list[int]) -> dict:
 def worker(spec_path: str) -> None:
     import torch
 
-    from ddl.comm.torchdist import TorchDistCollective, setup_torchrun
+    from ddl.comm.torchdist import TorchDistCollective
     from ddl.config import TrainConfig
+    from ddl.drivers.torchrun import setup_torchrun
     from ddl.loop.train import Trainer
 
     torch.set_num_threads(1)

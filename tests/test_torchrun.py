@@ -76,7 +76,8 @@ def test_nccl_without_gpu_is_one_clear_line(tmp_path):
 
 
 def test_errors_before_joining_the_group(monkeypatch, capsys):
-    from ddl.comm.torchdist import choose_backend, setup_torchrun
+    from ddl.comm.torchdist import choose_backend
+    from ddl.drivers.torchrun import setup_torchrun
 
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from ddl.comm.torchdist import setup_torchrun
 from ddl.config import TrainConfig
+from ddl.drivers.torchrun import setup_torchrun
 from ddl.loop.train import Trainer
 
 
