@@ -22,10 +22,10 @@ from analysis.hessian import (
     curvature_blocks,
     eigh_descending,
     fix_signs,
-    ggn_matvec,
-    kron_matvec,
-    kron_sum,
+    ggn_hessian,
+    kron_hessian,
 )
+from analysis.hvp import HessianOperator
 from analysis.lanczos import lanczos_topk
 from analysis.layer import build_upper, capture, resolve_layer
 from analysis.pairs import nearest_same_label
@@ -270,36 +270,24 @@ def _dual(layer: _Layer, test_idx, partner_idx, loss_tr, loss_te, z_te):
     return dual, delta_loss, scale, logits_error, loss_error
 
 
-def _hessian(layer: _Layer, method: str, solver: str, logits_tr, z_tr, opts: DecomposeOptions):
-    """The dense layer Hessian (solver ``dense``) or its matrix-vector product (``lanczos``)."""
+def _hessian(layer: _Layer, method: str, solver: str, logits_tr, z_tr, opts: DecomposeOptions) -> HessianOperator:
+    """The layer Hessian as an operator (its dense form for solver ``dense``, its products for ``lanczos``)."""
     d = layer.W.shape[0]
     a_tr, with_bias = layer.a_train, layer.with_bias
-    blocks = None
     if method in ("kron", "ggn") and (solver == "dense" or a_tr.shape[0] * d * d <= opts.max_elements):
         jac = None if method == "kron" else layer.upper.jacobians(z_tr, layer.x_train)
-        blocks = curvature_blocks(logits_tr, jac)
-    if solver == "dense":
-        if blocks is not None:
-            return kron_sum(blocks, a_tr, with_bias, max_elements=min(opts.max_elements, 1 << 24))
-        with torch.enable_grad():
-            return LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias).dense()
-    if blocks is not None:
-        return kron_matvec(blocks, a_tr, with_bias)
+        return kron_hessian(curvature_blocks(logits_tr, jac), a_tr, with_bias,
+                            max_elements=min(opts.max_elements, 1 << 24))
     if method in ("kron", "ggn"):
-        return ggn_matvec(layer.upper, z_tr, layer.x_train, a_tr, with_bias)
-    loss_fn = LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias)
-
-    def matvec(v):
-        with torch.enable_grad():
-            return loss_fn.hvp()(v)
-
-    return matvec
+        return ggn_hessian(layer.upper, z_tr, layer.x_train, a_tr, with_bias)
+    return LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias).operator()
 
 
-def _eigen(hessian, solver: str, top_k: int | None, n_params: int, dtype, device, opts: DecomposeOptions):
+def _eigen(hessian: HessianOperator, solver: str, top_k: int | None, n_params: int, dtype, device,
+           opts: DecomposeOptions):
     """Eigenvalues (descending), eigenvectors [P, K] and the Lanczos report (None for dense)."""
     if solver == "dense":
-        evals, V = eigh_descending(hessian)
+        evals, V = eigh_descending(hessian.dense())
         if top_k is not None and top_k < n_params:
             evals, V = evals[:top_k], V[:, :top_k]
         return evals, V, None
