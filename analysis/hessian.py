@@ -232,7 +232,7 @@ def kron_matmat(B: torch.Tensor, a: torch.Tensor, with_bias: bool) -> Callable[[
         t = (a @ Vw.T).reshape(n, k, d)
         if with_bias:
             t = t + V[d * m0 :].T[None]
-        s = torch.einsum("nde,nke->nkd", B, t)
+        s = torch.bmm(t, B)  # B_n symmetric: s_nk = B_n t_nk
         out = (s.reshape(n, k * d).T @ a).reshape(k, d * m0).T / n
         return torch.cat([out, s.sum(0).T / n]) if with_bias else out
 

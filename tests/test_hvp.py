@@ -48,7 +48,7 @@ def test_layer_operators_equal_the_autograd_hessian(bias):
         W, b = lin.weight.detach(), None if lin.bias is None else lin.bias.detach()
         d, m = W.shape
 
-        def loss(theta, idx=idx):
+        def loss(theta, idx=idx, d=d, m=m):
             Wt = theta[: d * m].reshape(d, m)
             bt = theta[d * m :] if bias else None
             h = x
