@@ -152,10 +152,12 @@ def decompose(
             (test sample, partner) a pair of its own; ``pair_space`` ``input`` (Euclidean distance of the model
             inputs, as in the paper) or ``layer``; ``hessian`` ``kron`` (closed form for a final layer),
             ``ggn`` (exact where every module above is piecewise linear), ``autograd`` or ``auto``;
-            ``eigensolver`` ``dense``/``lanczos``/``auto`` — with fewer directions than parameters the rest of
-            the gap is the exact ``residual_gap``; ``include_bias`` puts the bias in the Hessian after the
-            weights, θ = [W.flat, b]; the default is the paper's weights-only Hessian, θ = W.flat (the dual bias
-            change is zero either way, so only the eigenbasis differs); ``split*`` the sharp/flat rule
+            ``eigensolver`` ``dense``/``lanczos``/``block``/``auto`` — with fewer directions than parameters
+            the rest of the gap is carried exactly (``residual_gap``, of it ``residual_mean_gap`` in the mean
+            terms; every total equals the full eigendecomposition's, docs/theory.md "Top-k"); ``include_bias``
+            puts the bias in the Hessian after the weights, θ = [W.flat, b]; the default is the paper's
+            weights-only Hessian, θ = W.flat (the dual bias change is zero either way, so only the eigenbasis
+            differs); ``split*`` the sharp/flat rule
             (:mod:`analysis.stats`); ``dtype`` the compute dtype from the layer upward (float64 default; float32
             about twice as fast, identities then hold to float32 precision).
         progress: show a progress bar over the stages (or a :class:`analysis.progress.Stages` to report to).
