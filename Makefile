@@ -17,6 +17,10 @@ demo: $(BIN)/ddl
 test: $(BIN)/ddl chromium fashion-mnist
 	$(BIN)/python -m pytest -q tests
 
+# the tests not marked slow (no real torchrun / Ray / worker-pool processes): a quick check while editing
+test-fast: $(BIN)/ddl chromium fashion-mnist
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
 # The report test renders the HTML in headless Chromium (Debian's package) and fails without it: install it here,
 # or stop with an error that says why (the test suite must not silently lose that test).
 chromium:
@@ -41,4 +45,4 @@ fashion-mnist:
 lint: $(BIN)/ddl
 	$(BIN)/ruff check .
 
-.PHONY: venv demo test lint chromium fashion-mnist
+.PHONY: venv demo test test-fast lint chromium fashion-mnist

@@ -59,7 +59,7 @@ def net_tx_bytes() -> int:
 
 def measure(comm, device, cfg_dict: dict, steps: int, warmup: int, repeats: int) -> dict:
     """Time ``repeats`` × ``steps`` algorithm steps of ``cfg`` on ``comm`` (run by every worker)."""
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     cfg = TrainConfig(**cfg_dict)
     tr = Trainer(cfg, comm=comm, device=device)
@@ -140,7 +140,8 @@ def run_torchrun(K: int, cases, steps, warmup, repeats) -> list[dict]:
 
 
 def torchrun_worker(spec_path: str) -> None:
-    from ddl.comm.torchdist import TorchDistCollective, setup_torchrun
+    from ddl.comm.torchdist import TorchDistCollective
+    from ddl.drivers.torchrun import setup_torchrun
 
     spec = json.loads(Path(spec_path).read_text())
     cases = spec["cases"]

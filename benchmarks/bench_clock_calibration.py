@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the worker runs as a script under torchrun
 
 from benchmarks.common import machine  # noqa: E402
-from ddl.clock import Clock, ComputeModel, Network  # noqa: E402
+from ddl.measure.clock import Clock, ComputeModel, Network  # noqa: E402
 
 SCENARIOS = ("uniform", "permanent_straggler", "transient_stragglers")
 
@@ -161,9 +161,10 @@ def _network(comm, sizes: list[int]) -> dict:
 def worker(spec_path: str) -> None:
     import torch
 
-    from ddl.comm.torchdist import TorchDistCollective, setup_torchrun
+    from ddl.comm.torchdist import TorchDistCollective
     from ddl.config import TrainConfig
-    from ddl.train import Trainer
+    from ddl.drivers.torchrun import setup_torchrun
+    from ddl.loop.train import Trainer
 
     torch.set_num_threads(1)
     spec = json.loads(Path(spec_path).read_text())
@@ -231,7 +232,7 @@ def predict(case: dict, per_rank: list[dict], net: Network) -> dict:
     scheduled = base + sleeps
 
     def run(algo: str, c: np.ndarray, shared_nic: bool = True) -> float:
-        from ddl.topology import make_topology
+        from ddl.algorithms.topology import make_topology
 
         clock = Clock(algo, K, net, nbytes, topology=make_topology("ring", K) if algo == "dpsgd" else None,
                       shared_nic=shared_nic)

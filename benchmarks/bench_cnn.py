@@ -4,17 +4,18 @@ measured side by side in one run, with an operator profile of what the simulated
     python -m benchmarks.bench_cnn [--cases cnn resnet18] [--repeats 5] [--profile-steps 3]
 
 * ``cnn``: MNIST-5k (4 000 training images), total batch 400 = one model at batch 400 vs n = 16 learners at b = 25:
-  SSGD and DPSGD (ring) through the default path (``auto``: the hand-written stacked CNN of ``ddl.fastcnn``) and,
-  for comparison, the generic ``vmap`` path.  A repeat is one full epoch (10 steps); the median is reported.
+  SSGD and DPSGD (ring) through the default path (``auto``: the hand-written stacked CNN of
+  ``ddl.compute.fastcnn``) and, for comparison, the generic ``vmap`` path.  A repeat is one full epoch (10 steps);
+  the median is reported.
   Target: DPSGD ≤ 1.3 × one model.
 * ``resnet18``: MNIST-5k-shaped inputs, 64 images per step = one model at batch 64 vs 16 learners at b = 4
   (SSGD; DPSGD through ``vmap`` and through the per-learner ``loop``).  A repeat is two steps.
 * ``resnet18_w16`` / ``densenet121_w8`` (not in the default set; ``--out cnn_cpu_deep.json``): the reduced widths
   of the CPU case study (ResNet-18 base width 16, DenseNet-121 growth rate 8) on MNIST-5k's 1 × 28 × 28 images,
   total batch 512 = one model at batch 512 vs 16 DPSGD learners at b = 32 through the default path (``auto``: the
-  learner-stacked network of ``ddl.fastdeep`` in its default memory format; also forced to ``channels_last`` and to
-  NCHW ``contiguous``), the generic ``vmap`` path and the per-learner ``loop``; the one model also in channels_last
-  (``single_model_channels_last``).
+  learner-stacked network of ``ddl.compute.fastdeep``, in ``channels_last`` and in NCHW ``contiguous`` memory
+  format; ``default_layout`` says which one ``auto`` uses), the generic ``vmap`` path and the per-learner ``loop``;
+  the one model also in channels_last (``single_model_channels_last``).
   A repeat is one step; seconds per epoch are per-step medians × steps per epoch.
   Target: DPSGD ≤ 1.5 × one model.  ``resnet18_w64`` is the paper's width, one model vs the default path only.
 
@@ -44,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.common import write  # noqa: E402
 from ddl.config import TrainConfig  # noqa: E402
-from ddl.train import Trainer  # noqa: E402
+from ddl.loop.train import Trainer  # noqa: E402
 
 CASES = {
     "cnn": dict(model="cnn", learners=16, batch_size=25, steps=None,  # None: one epoch per repeat

@@ -13,7 +13,7 @@ Parts (each wrapped: a failure is recorded in the JSON and the next part still r
   compared with the paper's 16-V100 rate (320 CIFAR-10 epochs in 0.35 h ≈ 12 800 images/s).
 * ``analysis``: ``analysis.decompose`` of a 512→10 (ResNet-18) and a 1024→10 (DenseNet-121) final layer on
   50 000 / 10 000 synthetic features on the GPU (full eigendecomposition), float64 and float32.
-* ``torchrun``: ``torchrun --nproc-per-node 1 -m ddl.cli train --backend torchrun --dist-backend nccl`` (small MLP
+* ``torchrun``: ``torchrun --nproc-per-node 1 -m ddl train --backend torchrun --dist-backend nccl`` (small MLP
   on MNIST-5k, SSGD and DPSGD) and ``ddl train --backend sim`` with the same config on the same GPU; the final
   learner weights must agree to ≤ 1e-6.
 
@@ -148,9 +148,9 @@ def make_variants(model_name: str, n: int, b: int, amp: str, channels_last: bool
                   loop: bool = False) -> dict:
     """Step functions: one plain model at total batch n·b, SSGD and DPSGD with n simulated learners (and, with
     ``loop``, DPSGD through the per-learner loop, which large local batches may prefer to batched kernels)."""
+    from ddl.compute.learners import autocast
     from ddl.config import TrainConfig
-    from ddl.learners import autocast
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     lr = 0.01
     common = dict(model=model_name, lr=lr, epochs=1, progress=False, device=str(device), amp=amp,
@@ -350,7 +350,7 @@ def analysis_part(cfg: dict, device, part_deadline: float, report: Report, budge
 
 # ---- torchrun vs simulator --------------------------------------------------------------------------------------
 def torchrun_part(cfg: dict, device, part_deadline: float, report: Report, budget: Budget) -> dict:
-    from ddl.cli import main as ddl_main
+    from ddl.commands.cli import main as ddl_main
 
     res = {"cases": {}, "skipped": []}
     report.data["parts"]["torchrun"] = res
@@ -372,7 +372,7 @@ def torchrun_part(cfg: dict, device, part_deadline: float, report: Report, budge
         try:
             out_tr, out_sim = work / f"{algo}-torchrun", work / f"{algo}-sim"
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
-                   "-m", "ddl.cli", "train", "--backend", "torchrun", "--dist-backend", dist_backend, *flags,
+                   "-m", "ddl", "train", "--backend", "torchrun", "--dist-backend", dist_backend, *flags,
                    "--out", str(out_tr)]  # fmt: skip
             t = time.perf_counter()
             p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=max(left - 5, 5), cwd=ROOT)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import time_interleaved, write
 from ddl.config import TrainConfig
-from ddl.train import Trainer
+from ddl.loop.train import Trainer
 
 
 def main(argv=None):

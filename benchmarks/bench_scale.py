@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import machine, time_interleaved, write
+from ddl.algorithms.topology import make_topology
 from ddl.config import TrainConfig
 from ddl.data import load_dataset
-from ddl.topology import make_topology
-from ddl.train import Trainer
+from ddl.loop.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ("ring", "torus", "exponential", "one-peer-exponential")

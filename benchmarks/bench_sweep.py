@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import write
-from ddl.sweep import SweepSpec, run_sweep
+from ddl.sweep.plan import SweepSpec
+from ddl.sweep.run import run_sweep
 
 
 def load_average() -> list[float]:

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write
+from ddl.compute.learners import evaluate
 from ddl.config import TrainConfig
 from ddl.data import load_dataset
-from ddl.learners import evaluate
-from ddl.train import Trainer
+from ddl.loop.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ("ring", "torus", "exponential", "one-peer-exponential")

@@ -38,9 +38,9 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     from analysis.lanczos import lanczos_topk
     from ddl.data import stratified_subset
-    from ddl.noise import NoiseMeter
-    from ddl.rundir import load_run
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
+    from ddl.measure.noise import NoiseMeter
+    from ddl.rundir.layout import load_run
 
     run = load_run(a.run_dir)
     cfg = dataclasses.replace(run.config, measure_noise=1, noise_samples=None, progress=False,

@@ -1,6 +1,6 @@
 """How stable is each sharp/flat split rule across seeds?  (docs/measurements.md, issue 9 item 6)
 
-Trains SSGD and DPSGD in one cell of the demo's map (``ddl.demo.DEMO_BASE`` with lr 0.5 and b = 25, i.e.
+Trains SSGD and DPSGD in one cell of the demo's map (``ddl.commands.demo.DEMO_BASE`` with lr 0.5 and b = 25, i.e.
 B = 400; optionally fewer epochs) for several seeds,
 decomposes every run's ``fc2`` (the paper's layer; a full eigenbasis, so every rule can be re-applied to the
 same spectrum), then applies each candidate split rule and reports, per algorithm, n_sharp and the sharp share
@@ -31,7 +31,7 @@ CANDIDATES = [
 
 
 def _cell() -> dict:
-    from ddl.demo import DEMO_BASE
+    from ddl.commands.demo import DEMO_BASE
 
     return {**DEMO_BASE, "lr": 0.5, "batch_size": 25}
 
@@ -41,7 +41,7 @@ CELL = _cell()
 
 def train_runs(root: Path, seeds: list[int], epochs: int | None) -> list[Path]:
     from ddl.config import TrainConfig
-    from ddl.train import train
+    from ddl.loop.train import train
 
     params = {**CELL, "measure_noise": 0, **({"epochs": epochs} if epochs else {})}
     runs = []
@@ -68,8 +68,8 @@ def main(argv=None) -> None:
     runs = train_runs(Path(a.runs), a.seeds, a.epochs)
     if a.train_only:
         return
-    from ddl.analyze import analyze_run
-    from ddl.demo import DEMO_LAYER
+    from ddl.commands.analyze import analyze_run
+    from ddl.commands.demo import DEMO_LAYER
 
     results = {}
     for r in runs:

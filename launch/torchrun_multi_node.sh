@@ -15,4 +15,4 @@ fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 exec torchrun --nnodes "$NNODES" --nproc-per-node "$NPROC" \
   --rdzv-backend c10d --rdzv-endpoint "$MASTER" --rdzv-id "${RUN_ID:-ddl}" \
-  -m ddl.cli train --backend torchrun "$@"
+  -m ddl train --backend torchrun "$@"

@@ -8,4 +8,4 @@ if [[ -z "${NPROC:-}" ]]; then
   NPROC=$(python -c "import torch; print(max(torch.cuda.device_count(), 1))")
 fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec torchrun --standalone --nproc-per-node "$NPROC" -m ddl.cli train --backend torchrun "$@"
+exec torchrun --standalone --nproc-per-node "$NPROC" -m ddl train --backend torchrun "$@"

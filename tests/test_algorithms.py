@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from ddl.algorithms import Mixer
+from ddl.algorithms.topology import complete, make_topology, ring
 from ddl.comm import SimCollective
-from ddl.flat import FlatSpec
-from ddl.topology import complete, make_topology, ring
-from ddl.train import Trainer
+from ddl.compute.flat import FlatSpec
+from ddl.loop.train import Trainer
 
 
 def run_steps(cfg, k):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients, PlainBatchNorm, with_plain_batchnorm
 from ddl.config import TrainConfig
 from ddl.errors import ConfigError
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients, PlainBatchNorm, with_plain_batchnorm
+from ddl.loop.train import Trainer
 from ddl.models import build_model
-from ddl.train import Trainer
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analysis import AnalysisError, DualityResult, decompose
-from ddl.analyze import add_analyze_arguments, analysis_test_set, analyze_run, run_analyze
+from ddl.commands.analyze import add_analyze_arguments, analysis_test_set, analyze_run, run_analyze
 from ddl.errors import DDLError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     """A run directory in the documented layout (config.json, summary.json, checkpoints/averaged.pt)."""
     from ddl.config import TrainConfig
     from ddl.models import build_model
-    from ddl.rundir import save_torch, write_json
+    from ddl.rundir.layout import save_torch, write_json
 
     path = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = TrainConfig(model="mlp", dataset="mnist5k", train_per_class=20, test_per_class=10, epochs=1,
@@ -47,7 +47,7 @@ def test_analyze_run_writes_result_and_figures(run_dir):
     assert set(res.timings) >= {"load", "capture", "hessian", "eigen", "figures", "total"}
 
     # the same numbers as decompose on the run's model and data
-    from ddl.rundir import load_run
+    from ddl.rundir.layout import load_run
 
     run = load_run(run_dir)
     data = run.dataset()
@@ -85,14 +85,14 @@ def test_bad_run_dir_and_layer_are_one_line_value_errors(run_dir, tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "ddl.cli", "analyze", str(run_dir), "--layer", "relu1", "--no-progress"],
+    r = subprocess.run([sys.executable, "-m", "ddl", "analyze", str(run_dir), "--layer", "relu1", "--no-progress"],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--layer" in r.stderr
 
 
 def test_ddl_cli_analyze_end_to_end(tmp_path):
     """The trainer's CLI: train one epoch, then `ddl analyze` the run."""
-    from ddl import cli
+    from ddl.commands import cli
     run = tmp_path / "run"
     assert cli.main(["train", "--epochs", "1", "--train-per-class", "20", "--test-per-class", "5",
                      "--out", str(run), "--no-progress"]) == 0  # fmt: skip

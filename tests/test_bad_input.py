@@ -1,7 +1,7 @@
 """Bad input, as a new user would give it: one ``ddl: error: …`` line, exit status 2, no traceback, and an
 existing run directory left exactly as it was.
 
-The CLI runs in-process (``ddl.cli.main``); the matrix below is the one quoted in docs/guarantees.md.
+The CLI runs in-process (``ddl.commands.cli.main``); the matrix below is the one quoted in docs/guarantees.md.
 """
 
 import gzip
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ddl.cli import main
+from ddl.commands.cli import main
 from ddl.config import TrainConfig
 
 TINY = ["--train-per-class", "10", "--test-per-class", "5", "--epochs", "1", "--no-progress"]

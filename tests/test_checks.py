@@ -6,7 +6,7 @@ import json
 import pytest
 
 from analysis.checks import THRESHOLDS, failed_checks
-from ddl.analyze import analyze_run
+from ddl.commands.analyze import analyze_run
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarni
 def run_dir(tmp_path_factory):
     from ddl.config import TrainConfig
     from ddl.models import build_model
-    from ddl.rundir import save_torch, write_json
+    from ddl.rundir.layout import save_torch, write_json
 
     path = tmp_path_factory.mktemp("runs") / "tiny"
     cfg = TrainConfig(train_per_class=20, test_per_class=10, epochs=1, progress=False, out=str(path))
@@ -58,7 +58,7 @@ def test_dropout_and_label_noise_run_through_to_a_clean_analysis(tmp_path):
     """Training with dropout and label noise, then the analysis: the Hessian and the partners use the correctly
     labelled samples only, and every exactness check passes."""
     from ddl.config import TrainConfig
-    from ddl.train import train
+    from ddl.loop.train import train
 
     out = tmp_path / "noisy"
     train(TrainConfig(algo="dpsgd", learners=4, batch_size=10, lr=0.2, epochs=1, dropout=0.2, label_noise=0.2,
@@ -77,7 +77,7 @@ def test_augmented_cifar_training_runs_through_to_a_clean_analysis(tmp_path):
     import torch
 
     from ddl.config import TrainConfig
-    from ddl.train import train
+    from ddl.loop.train import train
 
     base = tmp_path / "data" / "cifar-10-batches-py"
     base.mkdir(parents=True)

@@ -9,18 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from ddl.clock import Clock, ClockError, ComputeModel, Network, model_message_bytes, neighbour_table, simulate
-from ddl.topology import make_topology
+from ddl.algorithms import Communication
+from ddl.algorithms.topology import make_topology
+from ddl.measure.clock import Clock, ClockError, ComputeModel, Network, model_message_bytes, neighbour_table, simulate
 
 NET = Network(latency_s=20e-6, bandwidth_Bps=1e9)  # 1 GB/s: a 1 MB model takes 1.02 ms per message
 MODEL_BYTES = 1_000_000
 
 
 class HandRing:
-    """A ring written out by hand (incoming neighbours a−1, a, a+1), independent of ddl.topology."""
+    """A ring written out by hand (incoming neighbours a−1, a, a+1), independent of ddl.algorithms.topology.
 
-    def __init__(self, n: int, name: str = "ring"):
-        self.n, self.name = n, name
+    ``is_complete`` only declares what the clock asks (the clock must take the topology's word for it)."""
+
+    period = 1
+
+    def __init__(self, n: int, name: str = "ring", is_complete: bool = False):
+        self.n, self.name, self.is_complete = n, name, is_complete
 
     def neighbours(self, a: int, step: int = 0) -> list[int]:
         return sorted({(a - 1) % self.n, a, (a + 1) % self.n})
@@ -30,7 +35,8 @@ class AlternatingPeer:
     """A time-varying graph: at even steps learner a hears from a+1, at odd steps from a+3 (one peer each)."""
 
     name = "alternating"
-    time_varying = True
+    is_complete = False
+    period = None  # not declared periodic: the clock rebuilds its tables every step
 
     def __init__(self, n: int):
         self.n = n
@@ -50,6 +56,8 @@ class Uneven:
 
     name = "uneven"
     n = 7
+    is_complete = False
+    period = 1
     _incoming = {0: [1], 1: [0], 2: [0, 1], 3: [0, 2], 4: [0], 5: [0, 4, 6], 6: [0, 3]}
 
     def neighbours(self, a: int, step: int = 0) -> list[int]:
@@ -194,8 +202,11 @@ def test_complete_graph_mixes_by_all_reduce_like_ssgd():
     n = 6
     cm = ComputeModel(2e-3, jitter=0.3, straggler_prob=0.1, straggler_slowdown=4.0)
     ss = simulate("ssgd", n, 50, cm, NET, MODEL_BYTES, seed=3)
-    dp = simulate("dpsgd", n, 50, cm, NET, MODEL_BYTES, HandRing(n, name="complete"), seed=3)
+    dp = simulate("dpsgd", n, 50, cm, NET, MODEL_BYTES, HandRing(n, is_complete=True), seed=3)
     assert dp == pytest.approx(ss, rel=1e-12)
+    # the topology's own answer decides, not its name
+    assert simulate("dpsgd", n, 50, cm, NET, MODEL_BYTES, HandRing(n, name="complete"), seed=3) != pytest.approx(ss)
+    assert make_topology("complete", n).is_complete and not make_topology("ring", n).is_complete
 
 
 # ---- the recursion against the event oracle --------------------------------------------------------------
@@ -294,14 +305,74 @@ def test_message_sizes_and_bad_parameters():
         Clock("dpsgd", 4, NET, MODEL_BYTES)
 
 
+# ---- the clock asks the algorithm's declaration -----------------------------------------------------------
+
+
+def test_clock_costs_follow_the_declaration_not_the_name():
+    """A declaration equal to SSGD's costs what SSGD costs; one equal to DPSGD's what DPSGD costs."""
+    n, steps = 6, 12
+    c = 1e-3 * np.exp(np.random.default_rng(5).normal(0, 0.4, (steps, n)))
+    allreduce = Communication(gradient_allreduce=True)
+    gossip = Communication(neighbour_mixing=True)
+    np.testing.assert_array_equal(history(Clock(allreduce, n, NET, MODEL_BYTES), c),
+                                  history(Clock("ssgd", n, NET, MODEL_BYTES), c))
+    np.testing.assert_array_equal(history(Clock(gossip, n, NET, MODEL_BYTES, topology=HandRing(n)), c),
+                                  history(Clock("dpsgd", n, NET, MODEL_BYTES, topology=HandRing(n)), c))
+
+
+def test_periodic_global_average_and_silent_steps_closed_form():
+    """Local steps send nothing (T_a advances by a's own compute); every H-th step ends with a barrier and a ring
+    all-reduce of the weights — written out by hand for 3 learners."""
+    n, H = 3, 2
+    c = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 1.0], [2.0, 2.0, 2.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) * 1e-3
+    ar = NET.ring_allreduce_s(n, MODEL_BYTES)
+    T1 = c[0]
+    T2 = np.full(n, (T1 + c[1]).max() + ar)
+    T3 = T2 + c[2]
+    T4 = np.full(n, (T3 + c[3]).max() + ar)
+    T5 = T4 + c[4]
+    want = np.vstack([np.zeros(n), T1, T2, T3, T4, T5])
+    local = Communication(global_average_every=H)
+    np.testing.assert_allclose(history(Clock(local, n, NET, MODEL_BYTES), c), want, rtol=1e-12)
+    # a compressed message is cheaper: the all-reduce moves a quarter of the bytes
+    quarter = Communication(global_average_every=H, message_fraction=0.25)
+    got = history(Clock(quarter, n, NET, MODEL_BYTES), c)
+    assert got[2, 0] == pytest.approx((T1 + c[1]).max() + NET.ring_allreduce_s(n, MODEL_BYTES / 4), rel=1e-12)
+
+
+def test_an_unmodelled_pattern_or_unknown_algorithm_is_an_error():
+    with pytest.raises(ClockError, match="asynchronous"):
+        Clock(Communication(neighbour_mixing=True, synchronous=False), 4, NET, MODEL_BYTES, topology=HandRing(4))
+    with pytest.raises(ClockError, match="subset of the neighbours"):
+        Clock(Communication(neighbour_mixing=True, neighbours_per_step=1), 4, NET, MODEL_BYTES, topology=HandRing(4))
+    with pytest.raises(ClockError, match="--algo"):
+        Clock("no-such-algorithm", 4, NET, MODEL_BYTES)
+
+
+def test_run_clock_refuses_an_algorithm_it_cannot_model(monkeypatch, small_cfg):
+    """An algorithm the clock does not model makes the run's clock an error, never a run silently unstamped."""
+    from ddl import algorithms
+    from ddl.measure.clock import RunClock
+
+    class Async(algorithms.DPSGD):
+        name = "async-test"
+        communication = Communication(neighbour_mixing=True, synchronous=False)
+
+    monkeypatch.setitem(algorithms.ALGORITHMS, Async.name, Async)
+    cfg = small_cfg(algo=Async.name, learners=4)
+    assert RunClock.applies(cfg)
+    with pytest.raises(ClockError, match="asynchronous"):
+        RunClock(cfg, 100, make_topology("ring", 4), 4)
+
+
 # ---- the clock in a training run -------------------------------------------------------------------------
 
 
 def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(small_cfg):
     import json
 
-    from ddl.rundir import load_run
-    from ddl.train import train
+    from ddl.loop.train import train
+    from ddl.rundir.layout import load_run
 
     kw = dict(algo="dpsgd", learners=4, batch_size=10, epochs=2, seed=4, compute_ms=3.0, jitter=0.2,
               straggler_prob=0.1, straggler_slowdown=4.0, latency_us=30.0, bandwidth_gbps=25.0)
@@ -325,7 +396,7 @@ def test_training_run_is_stamped_with_the_clock_and_its_weights_do_not_change(sm
 def test_measured_compute_time_when_not_configured(small_cfg):
     import json
 
-    from ddl.train import train
+    from ddl.loop.train import train
 
     res = train(small_cfg(name="m", algo="ssgd", learners=2, batch_size=10, jitter=0.0, straggler_prob=0.0))
     clock = json.loads((res.out / "summary.json").read_text())["clock"]
@@ -336,7 +407,7 @@ def test_measured_compute_time_when_not_configured(small_cfg):
 
 
 def test_bad_clock_flag_is_one_clear_line(capsys):
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["train", "--straggler-prob", "2", "--no-progress"])
@@ -348,7 +419,7 @@ def test_bad_clock_flag_is_one_clear_line(capsys):
 
 
 def test_model_sizes_by_count_and_name():
-    from ddl.clock_figures import model_params
+    from ddl.commands.clock import model_params
 
     assert model_params("1000")[0] == 1000
     assert model_params("mlp")[0] == 784 * 30 + 30 * 30 + 30 * 10
@@ -360,7 +431,7 @@ def test_model_sizes_by_count_and_name():
 def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, capsys):
     import json
 
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     out = tmp_path / "clk"
     assert main(["clock", "--out", str(out), "--model", "200000", "--learners", "8", "--compute-ms", "2",
@@ -384,20 +455,16 @@ def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, 
 
 
 def test_time_to_target_and_curves_against_the_clock(tmp_path):
-    from ddl.clock_figures import clock_rows, common_target, plot_against_clock, time_to_target
+    from ddl.report.clock import common_target, fig_against_clock, save_figure, time_to_target
 
     recs = [{"step": 10, "sim_time_s": 1.0, "test_acc": 0.80, "train_loss": 0.9},
             {"step": 20, "sim_time_s": 2.5, "test_acc": 0.93, "train_loss": 0.4},
             {"step": 30, "sim_time_s": 3.0, "test_acc": 0.97, "train_loss": 0.2}]
     assert time_to_target(recs, 0.10) == 2.5 and time_to_target(recs, 0.01) is None
     assert time_to_target([{k: v for k, v in r.items() if k != "sim_time_s"} for r in recs], 0.5) is None
-    rows = clock_rows([("SSGD", recs), ("DPSGD", recs[:1])], 0.1)
-    assert rows[0] == {"label": "SSGD", "sim_time_s": 3.0, "time_to_target_s": 2.5, "target_error": 0.1}
-    assert rows[1]["sim_time_s"] == 1.0 and rows[1]["time_to_target_s"] is None
-    png = plot_against_clock([("SSGD", recs), ("DPSGD", recs)], tmp_path / "clock.png", target_error=0.1)
-    assert png.stat().st_size > 1000
-    assert plot_against_clock([("SSGD", [{"test_acc": 0.5, "train_loss": 1.0}])], tmp_path / "none.png") is None
-    assert not (tmp_path / "none.png").exists()
+    fig = fig_against_clock([("SSGD", "C0", recs), ("DPSGD", "C1", recs)], target_error=0.1)
+    assert save_figure(fig, tmp_path / "clock.png").stat().st_size > 1000
+    assert fig_against_clock([("SSGD", "C0", [{"test_acc": 0.5, "train_loss": 1.0}])]) is None
     # the default target is the lowest test error every run reached (run 2's best is 20 %)
     assert common_target([recs, recs[:1]]) == pytest.approx(0.20)
     assert common_target([[{"train_loss": 1.0}]]) is None

@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_data import _write_mnist_like
 
-from ddl.cli import main
+from ddl.commands.cli import main
 from ddl.data import DataError, load_dataset
 from ddl.data.pack import pack
 

@@ -4,12 +4,16 @@ import json
 import subprocess
 import sys
 
-from ddl.demo import DEMO_GRID
+import pytest
+
+from ddl.commands.demo import DEMO_GRID
+
+pytestmark = pytest.mark.slow  # the whole demo in a real process
 
 
 def test_demo_short(tmp_path):
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "ddl.cli", "demo", "--out", str(out), "--epochs", "3", "--seeds", "0"],
+    r = subprocess.run([sys.executable, "-m", "ddl", "demo", "--out", str(out), "--epochs", "3", "--seeds", "0"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"report: {out / 'report' / 'report.html'}" in r.stdout

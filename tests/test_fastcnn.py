@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from ddl import fastcnn
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients
+from ddl.compute import fastcnn
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients
 from ddl.models import build_model
 
 
@@ -73,7 +73,7 @@ def test_supports_only_plain_chains():
 def test_training_with_fast_cnn_equals_loop(tmp_path, algo):
     """A whole (short) run: the default path and the per-learner loop end with the same learner weights."""
     from ddl.config import TrainConfig
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     def run(mode):
         cfg = TrainConfig(model="cnn", algo=algo, learners=4, batch_size=5, lr=0.05, momentum=0.5, epochs=1,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddl import fastdeep
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients
+from ddl.compute import fastdeep
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients
 from ddl.models import build_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
@@ -89,6 +89,7 @@ def test_unsupported_models_keep_their_paths():
     assert LearnerGradients(model, FlatSpec.of(model), "auto", amp="bf16").stacked is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_dpsgd_run_fast_equals_loop(tmp_path, name):
     """A few DPSGD steps with momentum through the trainer: the stacked path's learners equal the loop's.
@@ -97,7 +98,7 @@ def test_dpsgd_run_fast_equals_loop(tmp_path, name):
     after one step) grows to 1e-2 within three steps — for torch's own vmap path against the loop just the same."""
     from ddl.config import TrainConfig
     from ddl.data import Dataset
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     g = torch.Generator().manual_seed(0)
     n_tr = 24

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ddl import fastmlp
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients
+from ddl.compute import fastmlp
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients
 from ddl.models import build_model
 
 

@@ -13,11 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
-from ddl.checkpoint import list_checkpoints, step_of
 from ddl.config import TrainConfig
-from ddl.train import train
+from ddl.loop.train import train
+from ddl.rundir.checkpoint import list_checkpoints, step_of
+
+pytestmark = pytest.mark.slow  # real processes (torchrun ranks, Ray actors): see docs
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 # float64 keeps the simulator and the distributed transports within rounding (≪ 1e-6) over hundreds of steps; 50
@@ -104,13 +107,13 @@ def _assert_complete(out: Path, tmp_path) -> None:
 
 def test_killed_torchrun_rank_restarts_and_resumes(tmp_path):
     out = tmp_path / "tr"
-    cmd = [TORCHRUN, "--standalone", "--nproc-per-node=2", "--max-restarts=1", "-m", "ddl.cli", "train",
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node=2", "--max-restarts=1", "-m", "ddl", "train",
            "--backend", "torchrun", "--no-progress", "--out", str(out), *_flags(**RUN)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         _wait_for_checkpoint(out, proc)
         ranks = {int(_env_of(pid).get("RANK", -1)): pid for pid, c in _descendants(proc.pid).items()
-                 if "ddl.cli" in c}  # the workers: torchrun's agent is proc itself
+                 if " -m ddl train " in c}  # the workers: torchrun's agent is proc itself
         os.kill(ranks[1], signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=400)
     finally:
@@ -122,7 +125,7 @@ def test_killed_torchrun_rank_restarts_and_resumes(tmp_path):
 
 
 def _ray_train(out: Path, restarts: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ddl.cli", "train", "--backend", "ray", "--workers", "2", "--ray-max-restarts",
+    cmd = [sys.executable, "-m", "ddl", "train", "--backend", "ray", "--workers", "2", "--ray-max-restarts",
            str(restarts), "--no-progress", "--out", str(out), *_flags(**RUN)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 

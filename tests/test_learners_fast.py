@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients
 from ddl.models import build_model
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ddl.algorithms import Mixer, mixing
+from ddl.algorithms.topology import TOPOLOGIES, make_topology
 from ddl.comm import Collective, PendingExchange, SimCollective
-from ddl.topology import TOPOLOGIES, make_topology
 
 
 class _Posted(PendingExchange):

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from ddl.algorithms import Mixer
+from ddl.algorithms.topology import ring
 from ddl.comm import SimCollective
+from ddl.compute.flat import FlatSpec
 from ddl.config import TrainConfig
 from ddl.data import load_dataset
-from ddl.flat import FlatSpec
-from ddl.topology import ring
-from ddl.train import Trainer
+from ddl.loop.train import Trainer
 
 t = 1 / 3
 # ring of 5: learner a averages a-1, a, a+1 (mod 5) with weight 1/3 each

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from ddl.compute.stream import MinibatchStream
 from ddl.errors import ConfigError
 from ddl.models import ModelError, build_model, last_linear_name
-from ddl.stream import MinibatchStream
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Landscape-dependent noise measurement (ddl.noise) against direct computations."""
+"""Landscape-dependent noise measurement (ddl.measure.noise) against direct computations."""
 
 import json
 
@@ -10,12 +10,12 @@ from torch import nn
 from torch.func import functional_call, hessian
 
 from ddl.comm import SimCollective
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients
 from ddl.config import TrainConfig
 from ddl.data import Dataset
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients
-from ddl.noise import NoiseMeter
-from ddl.train import Trainer, train
+from ddl.loop.train import Trainer, train
+from ddl.measure.noise import NoiseMeter
 
 
 def tiny_data(n_train=80, shape=(1, 4, 4), seed=0):

@@ -12,10 +12,12 @@ import pytest
 import ray  # a hard dependency: its tests fail, never skip, when it is missing
 import torch
 
-from ddl.cli import main
+from ddl.commands.cli import main
 from ddl.config import ConfigError, TrainConfig
 from ddl.drivers.ray_cluster import RayWorkers
-from ddl.train import train
+from ddl.loop.train import train
+
+pytestmark = pytest.mark.slow  # real processes (torchrun ranks, Ray, worker pools): see docs
 
 TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, progress=False,
             compute_ms=2.0)
@@ -95,7 +97,7 @@ def test_unreachable_address_is_one_clear_line(tmp_path):
     with socket.socket() as s:  # a local port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = subprocess.run([sys.executable, "-m", "ddl.cli", "train", "--backend", "ray", "--address", f"127.0.0.1:{port}",
+    r = subprocess.run([sys.executable, "-m", "ddl", "train", "--backend", "ray", "--address", f"127.0.0.1:{port}",
                         "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 2

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from ddl.config import TrainConfig
+from ddl.loop.train import train
 from ddl.report.compare import compare_runs
 from ddl.report.comparison import build_report
 from ddl.report.groups import make_groups
 from ddl.report.runs import expand_run_dirs, read_run, read_runs
 from ddl.report.stats import run_numbers
 from ddl.report.verdict import verdict
-from ddl.train import train
 
 FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributions", "noise_time", "noise_sharpness",
            "clock")
@@ -29,8 +29,9 @@ FIGURES = ("curves", "final", "sigma_g", "sigma_w", "size_vs_norm", "contributio
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """An SSGD and a DPSGD run (tiny, with noise measurements), each analysed with ``ddl.analyze.analyze_run``."""
-    from ddl.analyze import analyze_run
+    """An SSGD and a DPSGD run (tiny, with noise measurements), each analysed with
+    ``ddl.commands.analyze.analyze_run``."""
+    from ddl.commands.analyze import analyze_run
 
     root = tmp_path_factory.mktemp("runs")
     out = {}
@@ -194,7 +195,7 @@ def test_cli_and_runs_missing_parts(runs, tmp_path, capsys):
     bare = tmp_path / "bare"
     shutil.copytree(runs["ssgd"], bare, ignore=shutil.ignore_patterns("analysis", "noise.jsonl"))
     out = tmp_path / "rep"
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     assert main(["compare", str(bare), "--out", str(out), "--title", "bare run"]) == 0
     assert str(out / "report.html") in capsys.readouterr().out
@@ -216,7 +217,7 @@ def test_compare_expands_a_directory_of_runs(runs, tmp_path, capsys):
     assert [p.name for p in expand_run_dirs([sweep])] == ["dpsgd-run", "ssgd-run"]
     assert [p.name for p in expand_run_dirs([sweep / "ssgd-run", sweep])] == ["ssgd-run", "dpsgd-run"]
     assert [r.config.algo for r in read_runs([sweep])] == ["dpsgd", "ssgd"]
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     out = tmp_path / "rep"
     assert main(["compare", str(sweep), "--out", str(out)]) == 0

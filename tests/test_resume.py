@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import ddl.checkpoint as ckpt
-from ddl.checkpoint import CorruptCheckpoint, list_checkpoints, read_checkpoint, write_checkpoint
-from ddl.cli import main
+import ddl.rundir.checkpoint as ckpt
+from ddl.commands.cli import main
+from ddl.rundir.checkpoint import CorruptCheckpoint, list_checkpoints, read_checkpoint, write_checkpoint
 
 # DPSGD with dropout and momentum: every piece of state a resume must restore matters here
 BASE = ["--algo", "dpsgd", "--learners", "4", "--batch-size", "10", "--lr", "0.1", "--momentum", "0.5",
@@ -227,9 +227,9 @@ def test_kill_9_of_a_real_training_then_resume(tmp_path):
     # every run in its own process with the same threads: float sums over many elements (the consensus distance)
     # round differently with another thread count
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = subprocess.Popen([sys.executable, "-m", "ddl.cli", "train", *args, "--out", str(ref)], env=env,
+    reference = subprocess.Popen([sys.executable, "-m", "ddl", "train", *args, "--out", str(ref)], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen([sys.executable, "-m", "ddl.cli", "train", *args, "--out", str(out)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ddl", "train", *args, "--out", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_checkpoint_after(out, 0, proc)
@@ -240,7 +240,7 @@ def test_kill_9_of_a_real_training_then_resume(tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "summary.json").exists()
-    r = subprocess.run([sys.executable, "-m", "ddl.cli", "train", "--out", str(out), "--resume"], env=env,
+    r = subprocess.run([sys.executable, "-m", "ddl", "train", "--out", str(out), "--resume"], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr
@@ -257,7 +257,7 @@ def test_resume_on_cuda_is_bit_identical(tmp_path):
 
     from ddl.config import TrainConfig
     from ddl.data import Dataset
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(400, 1, 28, 28, generator=g), torch.randint(0, 10, (400,), generator=g)

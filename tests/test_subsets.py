@@ -43,7 +43,7 @@ def test_stratified_subset_seeded_own_generator_and_purposes():
 
 
 def test_trainer_eval_subsets_are_stratified(small_cfg):
-    from ddl.train import Trainer
+    from ddl.loop.train import Trainer
 
     tr = Trainer(small_cfg(eval_samples=50))  # 40 train / 20 test per class, stored sorted by class
     assert hist(tr.y_train.cpu(), tr.eval_train.cpu()) == [5] * 10
@@ -55,7 +55,7 @@ def test_trainer_eval_subsets_are_stratified(small_cfg):
 
 
 def test_analysis_test_set_is_stratified(mnist5k):
-    from ddl.analyze import analysis_test_set
+    from ddl.commands.analyze import analysis_test_set
 
     x, y = analysis_test_set(mnist5k.x_test, mnist5k.y_test, 100)
     assert torch.bincount(y, minlength=10).tolist() == [10] * 10

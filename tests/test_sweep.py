@@ -18,8 +18,11 @@ import numpy as np
 import pytest
 
 from ddl.errors import ConfigError
-from ddl.progress import PlainProgress
-from ddl.sweep import RESULT_COLUMNS, SweepSpec, fmt_value, parse_grid_item, plan_runs, run_sweep
+from ddl.loop.progress import PlainProgress
+from ddl.sweep.grid import fmt_value, parse_grid_item
+from ddl.sweep.plan import SweepSpec, plan_runs
+from ddl.sweep.results import RESULT_COLUMNS
+from ddl.sweep.run import run_sweep
 
 # tiny runs: 4 learners × batch 10 on 20 images per class, 2 epochs (10 steps); analysis on 40 test samples
 BASE = dict(learners=4, batch_size=10, epochs=2, train_per_class=20, test_per_class=10, eval_samples=100)
@@ -70,7 +73,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict]]:
 
 
 def cli(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddl.cli", *args], capture_output=True, text=True, env=env or ENV,
+    return subprocess.run([sys.executable, "-m", "ddl", *args], capture_output=True, text=True, env=env or ENV,
                           timeout=600)
 
 
@@ -214,7 +217,7 @@ def test_resume_after_kill(tmp_path):
     epoch here), with the same records as uninterrupted runs."""
     out = tmp_path / "s"
     # runs of 10 epochs × 100 steps (batch 2 on 200 images), long enough to be killed in the middle
-    args = [sys.executable, "-m", "ddl.cli", "sweep", *BASE_FLAGS, "--learners", "1", "--batch-size", "2",
+    args = [sys.executable, "-m", "ddl", "sweep", *BASE_FLAGS, "--learners", "1", "--batch-size", "2",
             "--epochs", "10", "--grid", "lr=0.1,0.2", "--seeds", "0", "1", "--jobs", "2", "--out", str(out),
             "--no-analyze", "--no-report", "--checkpoint-every", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
@@ -376,7 +379,8 @@ def test_sweep_report_numbers_and_rendering(local_sweep, tmp_path):
 
 def test_recipes_parse_and_plan(tmp_path):
     """Every recipe in launch/recipes is a valid spec: its grid, base flags and analysis options resolve."""
-    from ddl.sweep import load_spec, resolve_analysis
+    from ddl.sweep.analysis import AnalysisRequest
+    from ddl.sweep.plan import load_spec
 
     recipes = sorted((Path(__file__).resolve().parents[1] / "launch" / "recipes").glob("*.yaml"))
     assert len(recipes) >= 10
@@ -385,7 +389,7 @@ def test_recipes_parse_and_plan(tmp_path):
         plans = plan_runs(spec, tmp_path / path.stem)
         assert len(plans) == len(spec.seeds) * int(np.prod([len(v) for v in spec.grid.values()])), path.name
         assert spec.title and spec.analyze
-        resolve_analysis(spec.analysis)
+        AnalysisRequest.resolve(spec.analysis)
     with pytest.raises(ConfigError, match="^SPEC: .*unknown keys gird"):
         bad = tmp_path / "bad.yaml"
         bad.write_text("gird: {lr: [0.1]}\n")

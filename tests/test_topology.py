@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from ddl.algorithms.topology import TOPOLOGIES, complete, exponential, make_topology, one_peer_exponential, ring, torus
 from ddl.config import ConfigError, TrainConfig
-from ddl.topology import TOPOLOGIES, complete, exponential, make_topology, one_peer_exponential, ring, torus
 
 
 def literal(rows, scale):
@@ -184,7 +184,7 @@ def test_registry_drives_config_and_errors():
 def test_run_directory_records_the_graph(small_cfg):
     import json
 
-    from ddl.train import train
+    from ddl.loop.train import train
 
     res = train(small_cfg(algo="dpsgd", learners=6, batch_size=10, topology="torus", train_per_class=12))
     mixing = json.loads((res.out / "config.json").read_text())["mixing"]
@@ -192,6 +192,6 @@ def test_run_directory_records_the_graph(small_cfg):
     # M = [[J, I], [I, J]] / 4 with J the 3×3 ones: eigenvalues (3 ± 1)/4, 1/4 and −1/4 → |λ₂| = 1/2
     assert mixing["spectral_gap"] == pytest.approx(0.5, abs=1e-12)
     assert json.loads((res.out / "summary.json").read_text())["spectral_gap"] == pytest.approx(0.5, abs=1e-12)
-    from ddl.rundir import load_run
+    from ddl.rundir.layout import load_run
 
     assert load_run(res.out).config.topology == "torus"

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddl.cli import main
+from ddl.commands.cli import main
 from ddl.config import ConfigError, TrainConfig
-from ddl.train import train
+from ddl.loop.train import train
+
+pytestmark = pytest.mark.slow  # real processes (torchrun ranks, Ray, worker pools): see docs
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 TINY = dict(train_per_class=20, test_per_class=10, epochs=1, batch_size=5, lr=0.2, seed=3, compute_ms=2.0)
@@ -26,7 +28,7 @@ def _flags(**kw) -> list[str]:
 
 def torchrun(k: int, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [TORCHRUN, "--standalone", f"--nproc-per-node={k}", "-m", "ddl.cli", "train", "--backend", "torchrun", *args]
+    cmd = [TORCHRUN, "--standalone", f"--nproc-per-node={k}", "-m", "ddl", "train", "--backend", "torchrun", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
 
 
@@ -74,7 +76,8 @@ def test_nccl_without_gpu_is_one_clear_line(tmp_path):
 
 
 def test_errors_before_joining_the_group(monkeypatch, capsys):
-    from ddl.comm.torchdist import choose_backend, setup_torchrun
+    from ddl.comm.torchdist import choose_backend
+    from ddl.drivers.torchrun import setup_torchrun
 
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -99,7 +102,7 @@ def test_torchrun_topologies_reproduce_simulator_and_send_only_needed_rows(tmp_p
     """Torus, exponential and one-peer exponential graphs, 4 ranks × 2 learners, in one torchrun launch: equal
     weights to the simulator, and each rank's exchange payload = the rows its peers' learners average, step by
     step (the one-peer graph changes peers every step)."""
-    from ddl.topology import make_topology
+    from ddl.algorithms.topology import make_topology
 
     base = dict(algo="dpsgd", learners=8, **TINY)
     runs = [dict(base, topology="torus"), dict(base, topology="exponential", momentum=0.9, weight_decay=1e-3),

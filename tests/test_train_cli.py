@@ -6,13 +6,13 @@ import sys
 
 import torch
 
-from ddl.cli import main
-from ddl.rundir import load_run
-from ddl.train import train
+from ddl.commands.cli import main
+from ddl.loop.train import train
+from ddl.rundir.layout import load_run
 
 
 def _ddl(*args):
-    return subprocess.run([sys.executable, "-m", "ddl.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ddl", *args], capture_output=True, text=True)
 
 
 def test_cli_ssgd_4x25_equals_1x100(tmp_path):
@@ -88,8 +88,8 @@ def test_stop_rule_converged(small_cfg):
 
 
 def test_schedule_and_weight_decay_window():
+    from ddl.algorithms.schedule import learning_rate, weight_decay
     from ddl.config import TrainConfig
-    from ddl.schedule import learning_rate, weight_decay
 
     c = TrainConfig(lr=1.0, lr_schedule="step", lr_milestones=[2, 4], lr_gamma=0.1, warmup_epochs=1,
                     weight_decay=0.01, wd_stop_epoch=3)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ddl.algorithms.weight_decay import decay_gradient, penalty
-from ddl.flat import FlatSpec
-from ddl.train import Trainer
+from ddl.compute.flat import FlatSpec
+from ddl.loop.train import Trainer
 
 
 @pytest.mark.parametrize("kind", ["l2sq", "l2norm"])
@@ -94,7 +94,7 @@ def test_training_applies_the_chosen_penalty(small_cfg, algo, kind, momentum, da
 def test_weight_decay_kind_flag_recorded(tmp_path):
     import json
 
-    from ddl.cli import main
+    from ddl.commands.cli import main
 
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--train-per-class", "20", "--test-per-class", "5", "--weight-decay",

@@ -84,8 +84,8 @@ def test_width_in_config_defaults_to_the_papers_and_rejects_other_models():
 
 def test_analyze_picks_the_final_layer_without_layer_flag(tmp_path):
     """A ResNet-18 (width 4) run directory: ``analyze_run`` with no layer decomposes ``fc``."""
-    from ddl.analyze import analyze_run
-    from ddl.rundir import save_torch, write_json
+    from ddl.commands.analyze import analyze_run
+    from ddl.rundir.layout import save_torch, write_json
 
     cfg = TrainConfig(model="resnet18", width=4, dataset="mnist5k", train_per_class=10, test_per_class=5,
                       progress=False, out=str(tmp_path)).validate()  # fmt: skip

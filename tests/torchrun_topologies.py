@@ -8,9 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from ddl.comm.torchdist import setup_torchrun
 from ddl.config import TrainConfig
-from ddl.train import Trainer
+from ddl.drivers.torchrun import setup_torchrun
+from ddl.loop.train import Trainer
 
 
 def main(out: str, runs_json: str) -> None:

@@ -1,29 +1,73 @@
-"""SSGD and DPSGD, written once against :class:`ddl.comm.Collective` (docs/theory.md §7).
+"""The multi-learner algorithms, written once against :class:`ddl.comm.Collective` (docs/theory.md §7), with
+the topologies they mix over and the learning-rate schedules.
 
 A new algorithm is a subclass of :class:`Algorithm` registered in ``ALGORITHMS``; its name then becomes a value
-of ``--algo``.
+of ``--algo``.  It declares what it communicates and when (:class:`Communication`) and how its runs are shown
+(:class:`Identity`); everything outside this package asks those declarations (through the helpers below), never
+the algorithm's name.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ddl.algorithms.base import Algorithm, LearnerState
+from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.dpsgd import DPSGD
 from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.ssgd import SSGD
+from ddl.algorithms.topology import Topology
 from ddl.comm import Collective
-from ddl.learners import LearnerGradients
-from ddl.topology import Topology
+from ddl.compute.learners import LearnerGradients
+from ddl.errors import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {"ssgd": SSGD, "dpsgd": DPSGD}
+
+_baselines = [name for name, cls in ALGORITHMS.items() if cls.identity.baseline]
+assert len(_baselines) == 1, f"exactly one registered algorithm must be the baseline, found {_baselines}"
+#: The reference algorithm the others are compared with (and the default of ``--algo``).
+BASELINE: str = _baselines[0]
+#: Config fields that belong to some algorithm's experiments only (``Identity.experiment_fields``).
+ALGORITHM_FIELDS: frozenset[str] = frozenset(f for cls in ALGORITHMS.values() for f in cls.identity.experiment_fields)
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The registered algorithm called ``name``; a :class:`ConfigError` naming ``--algo`` for any other."""
+    try:
+        return ALGORITHMS[name]
+    except KeyError:
+        raise ConfigError(f"--algo: {name!r} is not one of {', '.join(ALGORITHMS)}") from None
+
+
+def communication_of(name: str, cfg: Any = None) -> Communication:
+    """What algorithm ``name`` sends and when (in a run configured by ``cfg``, when its facts depend on it)."""
+    return algorithm_class(name).communication_for(cfg)
+
+
+def identity_of(name: str) -> Identity:
+    """How runs of algorithm ``name`` are labelled, coloured and grouped."""
+    return algorithm_class(name).identity
+
+
+def label_of(name: str) -> str:
+    """An algorithm's display name (``SSGD``)."""
+    return identity_of(name).label
+
+
+def is_baseline(name: str) -> bool:
+    """Whether ``name`` is the reference algorithm the others are compared with."""
+    return name == BASELINE
 
 
 def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, momentum: float,
                     topology: Topology, weight_decay_kind: str = "l2sq") -> Algorithm:
-    """The algorithm called ``name``; the topology is used by those that mix neighbours' weights."""
-    cls = ALGORITHMS[name]
-    if cls.uses_topology:
+    """The algorithm called ``name``; the topology is passed to those that mix over it."""
+    cls = algorithm_class(name)
+    if cls.communication.uses_topology:
         return cls(gradients, comm, momentum, topology=topology, weight_decay_kind=weight_decay_kind)
     return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "DPSGD", "LearnerState", "Mixer", "SSGD", "build_algorithm"]
+__all__ = ["ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Communication", "DPSGD", "Identity",
+           "LearnerState", "Mixer", "SSGD", "algorithm_class", "build_algorithm", "communication_of", "identity_of",
+           "is_baseline", "label_of"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
+from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.weight_decay import decay_gradient
 from ddl.comm.base import Collective
-from ddl.learners import LearnerGradients
+from ddl.compute.learners import LearnerGradients
 
 
 @dataclass
@@ -37,10 +39,19 @@ def _sole_owner(t: torch.Tensor) -> bool:
 
 
 class Algorithm(ABC):
-    """An update: where the gradient is taken and what is averaged.  Subclasses define :meth:`step`."""
+    """An update: where the gradient is taken and what is averaged.  Subclasses define :meth:`step` and declare
+    ``name`` (the ``--algo`` value), ``communication`` (what a step sends and when) and ``identity`` (how its
+    runs are shown and grouped); see :mod:`ddl.algorithms.communication`."""
 
-    name = ""
-    uses_topology = False  # True: the constructor takes the mixing topology
+    name: ClassVar[str] = ""
+    communication: ClassVar[Communication]
+    identity: ClassVar[Identity]
+
+    @classmethod
+    def communication_for(cls, cfg: Any = None) -> Communication:
+        """What this algorithm sends in a run configured by ``cfg``: the class's ``communication``; an algorithm
+        with a config-dependent fact (a period, a compression ratio) fills it in here."""
+        return cls.communication
 
     def __init__(self, gradients: LearnerGradients, comm: Collective, momentum: float = 0.0,
                  weight_decay_kind: str = "l2sq"):

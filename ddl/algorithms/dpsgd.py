@@ -20,13 +20,15 @@ from __future__ import annotations
 import torch
 
 from ddl.algorithms.base import Algorithm, LearnerState
+from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.weight_decay import decay_gradient
 
 
 class DPSGD(Algorithm):
     name = "dpsgd"
-    uses_topology = True
+    communication = Communication(neighbour_mixing=True)
+    identity = Identity(label="DPSGD", color="C1", experiment_fields=("topology",))
 
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq"):
         super().__init__(gradients, comm, momentum, weight_decay_kind)

@@ -6,7 +6,7 @@ moves exactly those rows (per step for a time-varying graph: one plan per phase 
 
 Two ways to form the sum, both O(m · degree · P) for a worker's m learners, never a dense n × n product:
 
-* all learners on one worker (the simulator): every graph of :mod:`ddl.topology` is a Cayley graph of the
+* all learners on one worker (the simulator): every graph of :mod:`ddl.algorithms.topology` is a Cayley graph of the
   cyclic grid ℤ_r × ℤ_c, so ``M W`` is a sum of *shifted* copies of W, each added in place from up to four
   contiguous slices (no index tensor, no temporary);
 * learners split over workers: rows available here = my rows then the halo; ``w̃_a = Σ_k w · avail[idx[a, k]]``
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ddl.algorithms.topology import Topology
 from ddl.comm.base import Collective, PendingExchange
-from ddl.topology import Topology
 
 #: ``fill(lo, hi, rows)`` writes the starting value of output rows ``[lo, hi)`` into ``rows`` (a view of them)
 Fill = Callable[[int, int, torch.Tensor], None]

@@ -11,10 +11,13 @@ from __future__ import annotations
 import torch
 
 from ddl.algorithms.base import Algorithm, LearnerState
+from ddl.algorithms.communication import Communication, Identity
 
 
 class SSGD(Algorithm):
     name = "ssgd"
+    communication = Communication(gradient_allreduce=True)
+    identity = Identity(label="SSGD", color="C0", baseline=True)
 
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

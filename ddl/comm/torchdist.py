@@ -9,14 +9,13 @@ vectorized step on them; this module only moves tensors between ranks:
 * checkpoint rows → ``dist.gather`` to rank 0; ``dist.broadcast`` for the stop decision.
 
 With gloo every tensor crosses through host memory (gloo's transport works on CPU buffers), so gloo also
-serves ``--device cuda``; nccl keeps tensors on ``cuda:LOCAL_RANK``.
+serves ``--device cuda``; nccl keeps tensors on ``cuda:LOCAL_RANK``.  Joining the process group a torchrun
+launch describes is the launcher's job (:func:`ddl.drivers.torchrun.setup_torchrun`).
 """
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -158,55 +157,3 @@ def choose_backend(requested: str, device: str) -> str:
     if requested == "gloo" and not dist.is_gloo_available():
         raise ConfigError("--dist-backend: this torch build has no gloo; use --dist-backend nccl")
     return requested
-
-
-def rank_device(backend: str, device: str, local_rank: int) -> torch.device:
-    """The device of a rank: its own GPU with nccl; with gloo the host unless ``--device cuda`` is asked for."""
-    if backend == "nccl" or device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device: {device} requested but no CUDA device is available")
-        count = torch.cuda.device_count()
-        if device.startswith("cuda:"):
-            return torch.device(device)
-        if local_rank >= count:
-            raise ConfigError(f"--nproc-per-node: local rank {local_rank} has no GPU ({count} visible)")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def setup_torchrun(n: int, dist_backend: str = "auto", device: str = "auto",
-                   workers: int | None = None) -> tuple[TorchDistCollective, torch.device]:
-    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
-
-    Every check that can fail does so *before* the process group is joined and identically on every rank, so
-    a bad configuration ends all ranks at once instead of leaving some waiting in a collective.
-    """
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise ConfigError(
-            "--backend: torchrun needs the torchrun launcher (RANK/WORLD_SIZE are not set); run "
-            "`torchrun --nproc-per-node K -m ddl.cli train --backend torchrun ...`"
-        )
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if workers is not None and workers != world:
-        raise ConfigError(
-            f"--workers: {workers} given but torchrun started {world} ranks (--nnodes × --nproc-per-node)"
-        )
-    check_divisible(n, world)
-    backend = choose_backend(dist_backend, device)
-    dev = rank_device(backend, device, local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if not dist.is_initialized():
-        kw = {"device_id": dev} if backend == "nccl" else {}
-        attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-        if attempt > 0:
-            # workers restarted by torchrun meet in the agent's store, which still holds the previous attempt's
-            # keys (the dead workers' addresses): a prefix per attempt keeps them from being read
-            from torch.distributed.rendezvous import _create_c10d_store
-
-            base = _create_c10d_store(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), rank, world,
-                                      timedelta(minutes=10))
-            kw["store"] = dist.PrefixStore(f"ddl/attempt_{attempt}", base)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world, **kw)
-    return TorchDistCollective(n), dev

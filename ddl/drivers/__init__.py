@@ -1,111 +1,25 @@
 """``ddl train --backend torchrun | ray``: run the training loop on real workers.
 
-* ``torchrun``: this process is one rank of a ``torchrun`` launch (RANK/WORLD_SIZE/LOCAL_RANK from the
-  environment, c10d rendezvous).  It joins the process group and runs its block of learners; rank 0 writes
-  the run directory and gets the :class:`~ddl.train.TrainResult`, the other ranks get ``None``.
-* ``ray``: this process is the driver; K actors train, rank 0's actor writes the run directory.
-
-Configuration errors that every rank detects alike (before or while building the trainer) are reported by
-rank 0 only — one line, as for the simulator.  The other ranks wait a moment and exit with the same status
-silently: torchrun stops all ranks when the first one fails, and rank 0 must be that one to get its line out.
+* ``torchrun`` (:mod:`ddl.drivers.torchrun`): this process is one rank of a ``torchrun`` launch; rank 0 writes
+  the run directory and gets the :class:`~ddl.loop.train.TrainResult`, the other ranks get ``None``.
+* ``ray`` (:mod:`ddl.drivers.ray_cluster`): this process is the driver; K actors train, rank 0's actor writes
+  the run directory.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import os
-import sys
-import time
-from pathlib import Path
-
 from ddl.config import TrainConfig
-from ddl.errors import ConfigError, DDLError
-
-_SAME_ON_EVERY_RANK = (DDLError,)
-_QUIET_EXIT_DELAY_S = 5.0
+from ddl.errors import ConfigError
 
 
-def _quiet_exit() -> None:
-    time.sleep(_QUIET_EXIT_DELAY_S)  # torchrun ends this rank once rank 0 has failed with its message
-    raise SystemExit(2)
-
-
-def train_distributed(cfg: TrainConfig, args: argparse.Namespace | None = None):
-    """Train per ``cfg`` on ``cfg.backend``; the TrainResult on the main worker, None elsewhere.
-
-    ``args`` is the CLI's namespace, accepted for the CLI's call: every setting is read from ``cfg``.
-    """
+def train_distributed(cfg: TrainConfig):
+    """Train per ``cfg`` on ``cfg.backend``; the TrainResult on the main worker, None elsewhere."""
     if cfg.backend == "torchrun":
-        return _train_torchrun(cfg)
+        from ddl.drivers.torchrun import train_torchrun
+
+        return train_torchrun(cfg)
     if cfg.backend == "ray":
         from ddl.drivers.ray_cluster import train_ray
 
         return train_ray(cfg)
     raise ConfigError(f"--backend: {cfg.backend!r} is not a distributed backend (torchrun, ray)")
-
-
-def _out_taken(trainer) -> bool:
-    return (trainer.out / "config.json").exists() and not trainer.cfg.overwrite
-
-
-def restart_config(cfg: TrainConfig) -> TrainConfig:
-    """The configuration of a torchrun worker restarted by its agent (``--max-restarts``).
-
-    torchrun restarts every worker with the same command when one fails.  A restarted worker
-    (``TORCHELASTIC_RESTART_COUNT`` > 0) whose ``--out`` was written by this same launch (its ``config.json``
-    records ``TORCHELASTIC_RUN_ID``) resumes it from the last checkpoint, or starts it again if none was written
-    yet.  Any other directory is left to the usual checks.
-    """
-    if cfg.resume or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) == 0:
-        return cfg
-    from ddl.checkpoint import list_checkpoints
-    from ddl.train import default_out
-
-    out = Path(cfg.out) if cfg.out else default_out(cfg)
-    launch = os.environ.get("TORCHELASTIC_RUN_ID")
-    try:
-        world = json.loads((out / "config.json").read_text()).get("world", {})
-    except (OSError, ValueError, AttributeError):
-        return cfg
-    if not launch or not isinstance(world, dict) or world.get("launch_id") != launch:
-        return cfg
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(f"ddl: torchrun restart {os.environ['TORCHELASTIC_RESTART_COUNT']}: continuing {out} from its last "
-              "checkpoint", file=sys.stderr, flush=True)
-    if list_checkpoints(out / "checkpoints"):
-        return dataclasses.replace(cfg, resume=True)
-    return dataclasses.replace(cfg, overwrite=True)
-
-
-def _train_torchrun(cfg: TrainConfig):
-    import torch
-
-    from ddl.comm.torchdist import setup_torchrun
-    from ddl.train import Trainer
-
-    rank = int(os.environ.get("RANK", 0))
-    cfg = restart_config(cfg)
-    try:
-        comm, device = setup_torchrun(cfg.learners, cfg.dist_backend, cfg.device, cfg.workers)
-    except _SAME_ON_EVERY_RANK:
-        if rank != 0:
-            _quiet_exit()
-        raise
-    try:
-        try:
-            trainer = Trainer(cfg, comm=comm, device=device)
-            # only rank 0 sees (and writes) the run directory: it decides, every rank learns the verdict
-            taken = torch.tensor([float(comm.is_main and not cfg.resume and _out_taken(trainer))])
-            if comm.broadcast(taken, 0)[0] > 0:
-                raise ConfigError(f"--out: {trainer.out} already holds a run (pass --overwrite to replace it)")
-        except _SAME_ON_EVERY_RANK:
-            if comm.rank != 0:
-                _quiet_exit()
-            raise
-        # an error on one rank only ends that rank; torchrun then stops the others
-        result = trainer.run()
-    finally:
-        comm.close()
-    return result if comm.is_main else None

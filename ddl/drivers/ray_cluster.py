@@ -25,7 +25,7 @@ per step, while torch.distributed moves each tensor once per collective.  ``obje
 whose nodes cannot open ports to each other.
 
 Faults: when an actor dies (its process killed, its node lost) the driver kills the others, starts K fresh actors
-and resumes the run from its last checkpoint (:mod:`ddl.checkpoint`), at most ``--ray-max-restarts`` times; then
+and resumes the run from its last checkpoint (:mod:`ddl.rundir.checkpoint`), at most ``--ray-max-restarts`` times; then
 it gives up with one line.  Ray's own actor restarts are not used: a restarted actor would rejoin a training loop
 whose peers are blocked in a collective with the dead one, so the whole group is restarted instead.
 
@@ -108,7 +108,7 @@ class LearnerWorker:
         self.mailbox.put(key, value)
 
     def train(self, cfg: TrainConfig):
-        from ddl.train import Trainer
+        from ddl.loop.train import Trainer
 
         res = Trainer(cfg, comm=self.comm, device=self.device).run()
         return res if self.rank == 0 else None
@@ -255,7 +255,7 @@ class RayWorkers:
         return dead
 
     def train(self, cfg: TrainConfig):
-        """The :class:`~ddl.train.TrainResult` of rank 0 (which wrote the run directory)."""
+        """The :class:`~ddl.loop.train.TrainResult` of rank 0 (which wrote the run directory)."""
         return self._all("train", cfg)[0]
 
     def call(self, fn: Callable, *args) -> list[Any]:
@@ -291,8 +291,8 @@ def train_ray(cfg: TrainConfig):
     When an actor dies, all actors are replaced and the run resumes from its last checkpoint, up to
     ``cfg.ray_max_restarts`` times; after that one :class:`DDLError` line says so.
     """
-    from ddl.checkpoint import list_checkpoints
-    from ddl.train import default_out
+    from ddl.loop.train import default_out
+    from ddl.rundir.checkpoint import list_checkpoints
 
     # actors may not share the driver's working directory: give them absolute paths (the driver's), and no
     # progress bar (Ray forwards actor output line by line; the driver prints the summary)

@@ -25,7 +25,8 @@ class LeNet(nn.Module):
         self.fc3 = nn.Linear(25, num_classes, bias=bias)
 
     def chain(self) -> list[nn.Module]:
-        """The layers in forward order (the forward pass is exactly this chain; :mod:`ddl.fastcnn` relies on it)."""
+        """The layers in forward order (the forward pass is exactly this chain; :mod:`ddl.compute.fastcnn` relies on
+        it)."""
         return [self.conv1, self.act, self.pool, self.conv2, self.act, self.pool, self.flatten,
                 self.fc1, self.act, self.fc2, self.act, self.fc3]
 

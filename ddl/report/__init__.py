@@ -16,9 +16,19 @@ Modules, in the order data flows through them:
 * :mod:`ddl.report.formatting` - numbers as text (percentages, ``mean ± std``).
 * :mod:`ddl.report.render` - report-agnostic rendering: blocks (headings, prose, tables, images, boxes) to one
   self-contained HTML page and a Markdown twin; :func:`~ddl.report.render.write_report` writes all files.
-* :mod:`ddl.report.comparison` - the SSGD-vs-DPSGD comparison report assembled from the above
+* :mod:`ddl.report.comparison` - the comparison report (the baseline against the other algorithms) assembled from
+  the above
   (:func:`~ddl.report.comparison.build_report`).
 * :mod:`ddl.report.compare` - the ``ddl compare`` command line (imports only argparse at module level).
+* :mod:`ddl.report.checks` - the exactness checks and the sharp/flat split rule of the analysed runs, as lines.
+* The sweep report (``ddl sweep``): :mod:`ddl.report.sweep_data` (grid points, regime maps),
+  :mod:`ddl.report.sweep_figures`, :mod:`ddl.report.sweep_findings` (findings text, the table) and
+  :mod:`ddl.report.sweep` (assembly: :func:`~ddl.report.sweep.build_sweep_report`).
+* :mod:`ddl.report.clock` - the simulated clock's figures (``ddl clock``'s speed-up maps; loss and test error
+  against simulated wall clock in a comparison).
+
+Labels, which algorithm is the baseline and which noise is an algorithm's own come from the algorithms'
+declarations (:mod:`ddl.algorithms.communication`), never from their names.
 
 "Size" is :attr:`analysis.result.DualityResult.size`, ``Σ_k σ_w,k``, everywhere.
 """

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from analysis.figures import png_bytes
+from ddl.algorithms import BASELINE, label_of
 from ddl.report.checks import check_lines, split_line
 from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat, format_value
@@ -89,7 +90,10 @@ class Report:
 
 def default_title(groups: list[Group]) -> str:
     algos = {g.algo for g in groups}
-    return "SSGD vs DPSGD" if algos == {"ssgd", "dpsgd"} else " / ".join(sorted(a.upper() for a in algos)) + " runs"
+    if len(algos) == 2 and BASELINE in algos:
+        (other,) = algos - {BASELINE}
+        return f"{label_of(BASELINE)} vs {label_of(other)}"
+    return " / ".join(sorted(label_of(a) for a in algos)) + " runs"
 
 
 def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> Report:
@@ -104,7 +108,7 @@ def build_report(run_dirs: list, out: str | Path, title: str | None = None) -> R
     findings, missing = verdict(groups), missing_lines(runs)
     group_stats = {g.label: g.numbers() for g in groups}
     per_run = {r.path: run_numbers(r) for r in runs}
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     shared = common_settings(groups)
     subtitle = (f"{_count(len(groups), 'configuration')}, {_count(len(runs), 'run')}"

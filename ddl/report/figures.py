@@ -32,7 +32,8 @@ from analysis.figures import (
     plot_band,
     sharpness_points,
 )
-from ddl.clock_figures import fig_clock
+from ddl.algorithms import communication_of
+from ddl.report.clock import fig_clock
 from ddl.report.groups import Group
 from ddl.report.runs import noise_series
 from ddl.report.stats import Band, direction_band, metric_band, noise_band, run_numbers
@@ -222,7 +223,7 @@ def fig_noise_time(groups: list[Group]) -> Figure | None:
     fig = Figure(figsize=(11, 4.3))
     ax1, ax2 = fig.subplots(1, 2)
     for g in with_n:
-        if g.algo == "dpsgd":
+        if not communication_of(g.algo, g.config).learners_agree:
             _band(ax1, noise_band(g.runs, "total_noise_sq"), g.color, f"{g.label}: total ‖ξ+η_DP‖²", log=True)
             _band(ax1, noise_band(g.runs, "dpsgd_noise_sq"), g.color, f"{g.label}: extra ‖η_DP‖²", log=True,
                        ls="--", lw=1.2)  # fmt: skip
@@ -258,7 +259,7 @@ def fig_noise_sharpness(groups: list[Group]) -> Figure | None:
             if not s:
                 continue
             lam = s["sharpness"]
-            if g.algo == "dpsgd":
+            if not communication_of(g.algo, g.config).learners_agree:
                 ok = (lam > 0) & (s["dpsgd_noise_sq"] > 0)
                 ax.scatter(lam[ok], s["dpsgd_noise_sq"][ok], s=14, marker="^", color=g.color, alpha=0.7, lw=0,
                            label=f"{g.label}: extra ‖η_DP‖²" if first else None)  # fmt: skip

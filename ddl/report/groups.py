@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ddl.algorithms import ALGORITHM_FIELDS, identity_of, is_baseline, label_of
 from ddl.config import TrainConfig, experiment_key
 from ddl.report.runs import RunData
 from ddl.report.stats import group_stats
 
 # fields already in every label (:func:`base_label`)
-LABEL_FIELDS = ("algo", "learners", "topology", "lr")
+LABEL_FIELDS = ("algo", "learners", "lr", *sorted(ALGORITHM_FIELDS))
 # how a field that differs between groups is named in their labels (default: its name with spaces)
 SHORT_NAMES = {"batch_size": "b", "momentum": "momentum", "weight_decay": "wd", "label_noise": "label noise",
                "train_per_class": "train/class", "test_per_class": "test/class", "init_scale": "init ×",
@@ -61,15 +62,16 @@ def value_str(v) -> str:
 
 
 def base_label(cfg: TrainConfig) -> str:
-    """``ALGO n=… [topology] lr=…``."""
-    s = f"{cfg.algo.upper()} n={cfg.learners}"
-    if cfg.algo == "dpsgd":
-        s += f" {cfg.topology}"
+    """``ALGO n=… [the algorithm's own experiment fields, e.g. the topology] lr=…``."""
+    s = f"{label_of(cfg.algo)} n={cfg.learners}"
+    for name in identity_of(cfg.algo).experiment_fields:
+        s += f" {value_str(getattr(cfg, name))}"
     return s + f" lr={cfg.lr:g}"
 
 
 def make_groups(runs: list[RunData]) -> list[Group]:
-    """Group runs by :func:`ddl.config.experiment_key`; SSGD before DPSGD, then by label; label and colour each.
+    """Group runs by :func:`ddl.config.experiment_key`; the baseline algorithm first, then by learners, lr and
+    label; label and colour each.
 
     A label is :func:`base_label` plus every other experiment field whose value differs between the groups.
     """
@@ -84,7 +86,7 @@ def make_groups(runs: list[RunData]) -> list[Group]:
         cfg = g.config.to_dict()
         extra = [f"{SHORT_NAMES.get(n, n.replace('_', ' '))}={value_str(cfg.get(n))}" for n in varying]
         g.label = " ".join([base_label(g.config), *extra])
-    groups.sort(key=lambda g: (g.algo != "ssgd", g.config.learners, g.config.lr, g.label))
+    groups.sort(key=lambda g: (not is_baseline(g.algo), g.config.learners, g.config.lr, g.label))
     seen: dict[str, int] = {}
     for i, g in enumerate(groups):
         seen[g.label] = seen.get(g.label, 0) + 1
@@ -94,11 +96,16 @@ def make_groups(runs: list[RunData]) -> list[Group]:
     return groups
 
 
-def matching_ssgd(dpsgd: Group, groups: list[Group]) -> Group | None:
-    """The SSGD group whose configuration equals ``dpsgd``'s apart from the algorithm (and topology)."""
-    want = {k: v for k, v in dpsgd.key if k not in ("algo", "topology")}
+def matching_baseline(group: Group, groups: list[Group]) -> Group | None:
+    """The baseline algorithm's group whose configuration equals ``group``'s apart from the algorithm (and the
+    fields that belong to one algorithm's experiments, such as the topology)."""
+
+    def shared(g: Group) -> dict:
+        return {k: v for k, v in g.key if k != "algo" and k not in ALGORITHM_FIELDS}
+
+    want = shared(group)
     for g in groups:
-        if g.algo == "ssgd" and {k: v for k, v in g.key if k != "algo"} == want:
+        if is_baseline(g.algo) and shared(g) == want:
             return g
     return None
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from analysis.result import DualityResult
 from ddl.config import TrainConfig
-from ddl.rundir import RunDirError, load_run
+from ddl.rundir.layout import RunDirError, load_run
 
 # kinds of missing data, each with the line :func:`missing_lines` writes for them
 MISSING_SUMMARY, MISSING_METRICS, MISSING_DUALITY, UNREADABLE_DUALITY, MISSING_NOISE = (
@@ -103,7 +103,7 @@ def read_duality(analysis_dir: Path) -> tuple[DualityResult | None, str | None]:
 
 def read_run(path: str | Path) -> RunData:
     """Read a run directory for a report (a run without checkpoints, e.g. one still training, is fine).
-    Raises :class:`ddl.rundir.RunDirError` if it is not a run directory."""
+    Raises :class:`ddl.rundir.layout.RunDirError` if it is not a run directory."""
     run = load_run(path, require_checkpoint=False)
     metrics, noise = run.metrics(), run.noise()
     duality, why = read_duality(run.path / "analysis")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ddl.algorithms import communication_of
 from ddl.report.runs import RunData, as_float, noise_series
 
 # directions whose σ_g is compared between groups ("the sharp directions"; the reference code's split)
@@ -64,11 +65,11 @@ def _noise_numbers(run: RunData) -> dict[str, float]:
     if not series:
         return dict.fromkeys((*NOISE_NUMBERS, "sharpness_final", "noise_sharpness_corr"), float("nan"))
     out = {k: float(np.mean(series[k])) for k in NOISE_NUMBERS}
-    dpsgd = run.config.algo == "dpsgd"
-    if not dpsgd:
-        out["dpsgd_noise_sq"] = float("nan")  # zero up to round-off: SSGD's learners all sit at w̄
+    agree = communication_of(run.config.algo, run.config).learners_agree
+    if agree:
+        out["dpsgd_noise_sq"] = float("nan")  # zero up to round-off: the learners all sit at w̄ (SSGD)
     out["sharpness_final"] = float(series["sharpness"][-1])
-    own_noise = series["dpsgd_noise_sq"] if dpsgd else series["ssgd_noise_sq"]
+    own_noise = series["ssgd_noise_sq"] if agree else series["dpsgd_noise_sq"]
     out["noise_sharpness_corr"] = log_corr(own_noise, series["sharpness"])
     return out
 

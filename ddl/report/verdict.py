@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 
+from ddl.algorithms import BASELINE, is_baseline, label_of
 from ddl.report.formatting import pct, pp
-from ddl.report.groups import Group, matching_ssgd
+from ddl.report.groups import Group, matching_baseline
 from ddl.report.stats import TOP_DIRECTIONS
 
 Stats = dict[str, dict[str, float]]  # one group's numbers: {name: {"mean", "std", "n"}}
@@ -27,8 +28,8 @@ def verdict(groups: list[Group]) -> list[str]:
     if not finished:
         return ["No run has a final evaluation, so there is nothing to compare yet."]
     out = [*diverged_runs(groups), *single_algorithm(groups), ranking(finished, stats)]
-    for dp in [g for g in groups if g.algo == "dpsgd"]:
-        ss, same_config = ssgd_counterpart(dp, groups, finished, stats)
+    for dp in [g for g in groups if not is_baseline(g.algo)]:
+        ss, same_config = baseline_counterpart(dp, groups, finished, stats)
         if ss is None:
             continue
         sd, dd = stats[ss.label], stats[dp.label]
@@ -54,10 +55,13 @@ def diverged_runs(groups: list[Group]) -> list[str]:
 
 
 def single_algorithm(groups: list[Group]) -> list[str]:
-    """Whether the runs compare SSGD with DPSGD at all."""
-    if {"ssgd", "dpsgd"} <= {g.algo for g in groups}:
+    """Whether the runs compare an algorithm with the baseline at all."""
+    algos = {g.algo for g in groups}
+    if BASELINE in algos and len(algos) > 1:
         return []
-    return ["The runs are all " + groups[0].algo.upper() + ", so there is no SSGD-vs-DPSGD comparison here."]
+    if len(algos) > 1:
+        return ["No run is " + label_of(BASELINE) + ", so there is no comparison with the baseline here."]
+    return ["The runs are all " + label_of(groups[0].algo) + ", so there is no comparison of algorithms here."]
 
 
 def ranking(finished: list[Group], stats: dict[str, Stats]) -> str:
@@ -79,14 +83,14 @@ def ranking(finished: list[Group], stats: dict[str, Stats]) -> str:
                   "distinguishable with these seeds.")  # fmt: skip
 
 
-def ssgd_counterpart(dp: Group, groups: list[Group], finished: list[Group],
-                     stats: dict[str, Stats]) -> tuple[Group | None, bool]:  # fmt: skip
-    """The SSGD group to compare ``dp`` with and whether its configuration matches apart from the algorithm:
-    the matching one if there is one, else the finished SSGD group with the lowest test error."""
-    match = matching_ssgd(dp, groups)
+def baseline_counterpart(dp: Group, groups: list[Group], finished: list[Group],
+                         stats: dict[str, Stats]) -> tuple[Group | None, bool]:  # fmt: skip
+    """The baseline group to compare ``dp`` with and whether its configuration matches apart from the algorithm:
+    the matching one if there is one, else the finished baseline group with the lowest test error."""
+    match = matching_baseline(dp, groups)
     if match is not None:
         return match, True
-    ssgd = [g for g in finished if g.algo == "ssgd"]
+    ssgd = [g for g in finished if is_baseline(g.algo)]
     if not ssgd:
         return None, False
     return min(ssgd, key=lambda g: stats[g.label]["test_err"]["mean"]), False

@@ -12,7 +12,7 @@ input on, so that:
   as a convolution of the inputs with the output gradients as filters (the roles of batch and channel swapped:
   one grouped convolution with m·C_out large filters over m·b channels), many times faster there;
 * pooling and ReLU act on the grouped layout directly; at ``Flatten`` the activations move to [m, b, F] and the
-  fully connected layers run as ``torch.bmm`` as in :mod:`ddl.fastmlp`.
+  fully connected layers run as ``torch.bmm`` as in :mod:`ddl.compute.fastmlp`.
 
 With one learner (SSGD holding all m·b samples) every kernel is the ordinary dense one.  ``tests/test_fastcnn.py``
 checks gradients and losses against the per-learner autograd loop (the oracle) in float64.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddl.flat import FlatSpec
+from ddl.compute.flat import FlatSpec
 
 # Weight gradients of grouped convolutions with at most this many input channels per group use the swapped form.
 SWAP_MAX_IN_CHANNELS = 3

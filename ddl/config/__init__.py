@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddl.algorithms import ALGORITHMS
+from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, identity_of
+from ddl.algorithms.schedule import SCHEDULES
+from ddl.algorithms.topology import TOPOLOGIES
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
+from ddl.compute.learners import AMP_MODES
+from ddl.compute.learners import MODES as SIM_MODES
+from ddl.config.fieldtypes import field_types, flag_name
 from ddl.data import DATASETS
 from ddl.errors import ConfigError
-from ddl.learners import AMP_MODES
-from ddl.learners import MODES as SIM_MODES
 from ddl.models.cifar import PAPER_WIDTHS
 from ddl.models.factory import INITS, MODELS, check_width
-from ddl.schedule import SCHEDULES
-from ddl.topology import TOPOLOGIES
 
 ALGOS = tuple(ALGORITHMS)
 DTYPES = ("float32", "float64")
@@ -56,7 +55,7 @@ def _field(default, help: str, role: str, **kw):
 @dataclass
 class TrainConfig:
     # ---- the algorithm
-    algo: str = _field("ssgd", "multi-learner algorithm", "algorithm", choices=ALGOS)
+    algo: str = _field(BASELINE, "multi-learner algorithm", "algorithm", choices=ALGOS)
     learners: int = _field(1, "number of learners n (n=1 is plain SGD)", "algorithm")
     batch_size: int = _field(25, "local minibatch b per learner (total B = n·b)", "algorithm")
     lr: float = _field(0.1, "learning rate α", "algorithm")
@@ -158,14 +157,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check every field's type, finiteness and range; the first problem is one :class:`ConfigError` line
         naming the flag."""
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _checked_type(f.name, getattr(self, f.name), hints[f.name]))
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(
-                    f"{_flag(f.name)}: {getattr(self, f.name)!r} is not one of {', '.join(choices)}"
-                )
+        for name, ft in field_types(type(self)).items():
+            setattr(self, name, ft.check(getattr(self, name)))
+            if ft.choices and getattr(self, name) not in ft.choices:
+                raise ConfigError(f"{flag_name(name)}: {getattr(self, name)!r} is not one of {', '.join(ft.choices)}")
         for name, (lo, lo_open, hi, hi_open) in _RANGES.items():
             v = getattr(self, name, None)
             for x in (v if isinstance(v, list) else [v]):
@@ -237,50 +232,6 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
 }
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _type_name(t) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(t, str(t))
-
-
-_PLURAL = {int: "integers", float: "numbers", str: "strings"}
-
-
-def _checked_type(name: str, v: Any, hint) -> Any:
-    """``v`` as the field's type (an int where a float is expected becomes a float), or a one-line ConfigError.
-
-    Config files (JSON, YAML, TOML) and the Python API can pass anything; the CLI's flags are typed already.
-    """
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if v is None:
-            return None
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(v, (list, tuple)):
-            raise ConfigError(f"{_flag(name)}: expected a list of {_PLURAL.get(item, item)}, got {v!r}")
-        return [_checked_type(name, x, item) for x in v]
-    if hint is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{_flag(name)}: expected a number, got {v!r}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise ConfigError(f"{_flag(name)}: must be a finite number, got {v}")
-        return v
-    if hint is int:
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{_flag(name)}: expected an integer, got {v!r}")
-        return v
-    if hint in (str, bool) and not isinstance(v, hint):
-        raise ConfigError(f"{_flag(name)}: expected {_type_name(hint)}, got {v!r}")
-    return v
-
-
 def _check_range(name: str, v: float, lo, lo_open: bool, hi, hi_open: bool) -> None:
     bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
     bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
@@ -292,7 +243,7 @@ def _check_range(name: str, v: float, lo, lo_open: bool, hi, hi_open: bool) -> N
         rng = f"{'>' if lo_open else '≥'} {lo}"
     else:
         rng = f"{'<' if hi_open else '≤'} {hi}"
-    raise ConfigError(f"{_flag(name)}: must be {rng}, got {v}")
+    raise ConfigError(f"{flag_name(name)}: must be {rng}, got {v}")
 
 
 def resume_conflict(saved: TrainConfig, cfg: TrainConfig) -> str | None:
@@ -313,10 +264,10 @@ def fields_by_role(*roles: str) -> tuple[str, ...]:
 
 def experiment_key(cfg: TrainConfig) -> tuple[tuple[str, str], ...]:
     """What makes two runs repetitions (seeds) of one experiment: every field with a role in
-    ``EXPERIMENT_ROLES``, with the topology dropped for SSGD (it has no neighbour set)."""
-    d = {k: getattr(cfg, k) for k in fields_by_role(*EXPERIMENT_ROLES)}
-    if d.get("algo") != "dpsgd":
-        d.pop("topology", None)
+    ``EXPERIMENT_ROLES``, less the fields that belong to other algorithms' experiments only (the topology of an
+    algorithm that mixes no neighbours: ``Identity.experiment_fields``)."""
+    own = set(identity_of(cfg.algo).experiment_fields)
+    d = {k: getattr(cfg, k) for k in fields_by_role(*EXPERIMENT_ROLES) if k not in ALGORITHM_FIELDS or k in own}
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in d.items()))
 
 
@@ -330,6 +281,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"--config: cannot read {p} ({type(e).__name__})") from None
     import tomllib
+
     import yaml
 
     try:

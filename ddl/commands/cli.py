@@ -1,7 +1,7 @@
 """The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``sweep``, ``clock``, ``demo``, ``data``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig` and analysis flags from
-:class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.flags`), so the CLI, config files and the Python
+:class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.commands.flags`), so the CLI, config files and the Python
 API accept the same names.  Bad input (:class:`ddl.errors.DDLError`, :class:`analysis.AnalysisError`) ends with one line
 ``ddl: error: --flag: …`` and exit status 2; any other exception is a bug and shows its traceback.
 """
@@ -13,9 +13,9 @@ import dataclasses
 import sys
 
 from analysis.errors import AnalysisError
+from ddl.commands.flags import add_dataclass_flags, given
 from ddl.config import TrainConfig, read_config_file
 from ddl.errors import DDLError
-from ddl.flags import add_dataclass_flags, given
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -26,7 +26,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         values.update({str(k).replace("-", "_"): v for k, v in read_config_file(args.config).items()})
     values.update(given(args, (f.name for f in dataclasses.fields(TrainConfig))))
     if values.get("resume"):
-        from ddl.rundir import resume_config
+        from ddl.rundir.layout import resume_config
 
         return resume_config(values)
     return TrainConfig.from_dict(values).validate()
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the activity-weight duality.",
         epilog="examples:\n"
         "  ddl train --algo dpsgd --learners 16 --batch-size 25 --lr 0.5 --epochs 50 --out runs/dp\n"
-        "  torchrun --nproc-per-node 2 -m ddl.cli train --backend torchrun --algo ssgd --learners 16\n"
+        "  torchrun --nproc-per-node 2 -m ddl train --backend torchrun --algo ssgd --learners 16\n"
         "  ddl analyze runs/dp --layer fc2\n"
         "  ddl compare runs/ssgd runs/dp --out runs/report\n"
         "  ddl sweep --learners 16 --grid algo=ssgd,dpsgd --grid lr=0.1,0.5 --seeds 0 1 --out runs/sweep\n"
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_flags(tr, TrainConfig)
     tr.set_defaults(func=_cmd_train)
 
-    from ddl.analyze import add_analyze_arguments, run_analyze
+    from ddl.commands.analyze import add_analyze_arguments, run_analyze
     from ddl.report.compare import add_compare_arguments, run_compare
 
     an = sub.add_parser("analyze", help="activity-weight duality decomposition of a run's averaged model")
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_arguments(cmp_)
     cmp_.set_defaults(func=run_compare)
 
-    from ddl.sweep import SWEEP_OWNED, add_sweep_arguments, run_sweep_command
+    from ddl.sweep.command import add_sweep_arguments, run_sweep_command
+    from ddl.sweep.plan import SWEEP_OWNED
 
     sw = sub.add_parser("sweep", help="a grid of runs (grid values × seeds) in parallel, analysed, with a report",
                         description="Run the product of --grid values × --seeds (any train flag sets the base of "
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_arguments(sw, {f.name for f in dataclasses.fields(TrainConfig)})
     sw.set_defaults(func=run_sweep_command)
 
-    from ddl.clock_figures import add_clock_arguments, run_clock
+    from ddl.commands.clock import add_clock_arguments, run_clock
 
     clk = sub.add_parser("clock", help="simulated wall clock: DPSGD's speed-up over SSGD against latency, "
                          "stragglers and n (no training)")
@@ -108,13 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.backend == "sim":
-        from ddl.train import train
+        from ddl.loop.train import train
 
         res = train(cfg)
     else:
         from ddl.drivers import train_distributed
 
-        res = train_distributed(cfg, args)
+        res = train_distributed(cfg)
     if res is not None and res.out is not None:
         f = res.final
         msg = f"{res.status} after {res.steps} steps"
@@ -129,7 +130,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ddl.demo import run_demo
+    from ddl.commands.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs)
     return 0

@@ -15,10 +15,10 @@ from analysis.errors import AnalysisError
 from analysis.figures import save_figures
 from analysis.progress import Stages
 from analysis.result import DualityResult
+from ddl.commands.flags import add_dataclass_flags, given
 from ddl.data import stratified_subset
-from ddl.flags import add_dataclass_flags, given
 from ddl.models import final_layer_name
-from ddl.rundir import load_run
+from ddl.rundir.layout import load_run
 
 
 def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,30 +87,52 @@ def analyze_run(
     return res
 
 
-def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``RUN_DIR``, what to analyse, and one flag per :class:`DecomposeOptions` field to ``parser``."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `ddl train`")
-    parser.add_argument("--layer", default=None, metavar="NAME",
+#: what to analyse in a run (beside the :class:`DecomposeOptions`): option name → its default
+TARGET_DEFAULTS = {"layer": None, "test_samples": None}
+
+
+def add_target_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                         default=None) -> argparse.ArgumentParser | argparse._ArgumentGroup:
+    """``--layer`` and ``--test-samples`` (``ddl analyze`` and ``ddl sweep``; ``default`` for both: None, or
+    ``argparse.SUPPRESS`` to see only the flags given)."""
+    parser.add_argument("--layer", default=default, metavar="NAME",
                         help="qualified name of the nn.Linear to analyse (default: the model's final layer: the "
                              "last one of the MLP and the CNN, fc of ResNet-18, classifier of DenseNet-121; the "
                              "paper's MNIST layer is fc2)")  # fmt: skip
-    parser.add_argument("--test-samples", type=int, default=None, metavar="N",
+    parser.add_argument("--test-samples", type=int, default=default, metavar="N",
                         help="analyse a seeded, class-stratified sample of N test samples (default: all)")
-    parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN_DIR/analysis)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="progress bar over the stages (default: on)")
-    add_dataclass_flags(parser.add_argument_group("decomposition options"), DecomposeOptions,
-                        include=lambda f: f.metadata.get("cli", True))
     return parser
 
 
-def options_from_args(args: argparse.Namespace) -> DecomposeOptions:
-    """The :class:`DecomposeOptions` of parsed flags (defaults for the flags not given)."""
-    values = given(args, (f.name for f in dataclasses.fields(DecomposeOptions)))
+def cli_option(f: dataclasses.Field) -> bool:
+    """Whether a :class:`DecomposeOptions` field is a command-line option (the others are Python-API only)."""
+    return f.metadata.get("cli", True)
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``RUN_DIR``, what to analyse, and one flag per :class:`DecomposeOptions` field to ``parser``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `ddl train`")
+    add_target_arguments(parser)
+    parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN_DIR/analysis)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="progress bar over the stages (default: on)")
+    add_dataclass_flags(parser.add_argument_group("decomposition options"), DecomposeOptions, include=cli_option)
+    return parser
+
+
+def decompose_options(values: dict) -> DecomposeOptions:
+    """:class:`DecomposeOptions` from option values by field name (a count split's whole-number value as an
+    integer: it counts directions)."""
+    values = dict(values)
     if values.get("split") in ("count", "top") and values.get("split_value") is not None:
         if float(values["split_value"]).is_integer():  # a direction count
             values["split_value"] = int(values["split_value"])
     return DecomposeOptions(**values)
+
+
+def options_from_args(args: argparse.Namespace) -> DecomposeOptions:
+    """The :class:`DecomposeOptions` of parsed flags (defaults for the flags not given)."""
+    return decompose_options(given(args, (f.name for f in dataclasses.fields(DecomposeOptions))))
 
 
 def run_analyze(args: argparse.Namespace) -> int:

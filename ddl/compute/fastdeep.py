@@ -31,7 +31,7 @@ from torchvision.models import DenseNet
 from torchvision.models.densenet import _DenseBlock, _DenseLayer, _Transition
 from torchvision.models.resnet import BasicBlock
 
-from ddl.flat import FlatSpec
+from ddl.compute.flat import FlatSpec
 from ddl.models.cifar import ResNet18
 
 

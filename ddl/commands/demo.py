@@ -14,14 +14,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ddl.sweep import SweepSpec, run_sweep
+from ddl.algorithms import BASELINE, DPSGD
+from ddl.sweep.plan import SweepSpec
+from ddl.sweep.run import run_sweep
 
 # The noise meter is exact by default (full training gradient, Lanczos to a tolerance), which costs seconds per
 # measurement on a CPU; the demo measures every 500 steps against a stratified sample of 1 000 training samples
 # (an approximation recorded in noise.jsonl and flagged in the report) to stay within ten minutes on 2 cores.
 DEMO_BASE = dict(learners=16, topology="ring", epochs=300, stop_loss=1e-3, measure_noise=500, noise_samples=1000,
                  model="mlp", dataset="mnist5k", eval_every=5)
-DEMO_GRID = {"algo": ["ssgd", "dpsgd"], "lr": [0.5, 1.0], "batch_size": [25, 100]}  # B = 400, 1600
+DEMO_GRID = {"algo": [BASELINE, DPSGD.name], "lr": [0.5, 1.0], "batch_size": [25, 100]}  # B = 400, 1600
 DEMO_SEEDS = [0, 1]
 DEMO_LAYER = "fc2"
 

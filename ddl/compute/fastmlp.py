@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddl.flat import FlatSpec
+from ddl.compute.flat import FlatSpec
 
 
 def supports(model: nn.Module) -> bool:

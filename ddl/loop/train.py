@@ -6,7 +6,7 @@ epochs the averaged model w̄ is evaluated on the train and test sets and the co
 mean_a ‖w_a − w̄‖² is logged.  Only the main worker writes the run directory.
 
 Every ``checkpoint_every`` epochs, at step 0 and at the end, the complete state is checkpointed
-(:mod:`ddl.checkpoint`); with ``cfg.resume`` the trainer continues from the newest valid checkpoint, and the
+(:mod:`ddl.rundir.checkpoint`); with ``cfg.resume`` the trainer continues from the newest valid checkpoint, and the
 continued trajectory is bit-identical to an uninterrupted one on the same backend, layout and device.
 """
 
@@ -23,19 +23,19 @@ import torch
 
 from ddl import __version__
 from ddl.algorithms import LearnerState, build_algorithm
-from ddl.clock import RunClock
+from ddl.algorithms.schedule import learning_rate, weight_decay
+from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
+from ddl.compute.flat import FlatSpec
+from ddl.compute.learners import LearnerGradients, evaluate
+from ddl.compute.stream import MinibatchStream
 from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
-from ddl.errors import ConfigError, DDLError, RunDirError
-from ddl.flat import FlatSpec
-from ddl.learners import LearnerGradients, evaluate
+from ddl.errors import ConfigError, RunDirError
+from ddl.loop.progress import progress_bar
+from ddl.measure.clock import RunClock
 from ddl.models import build_model
-from ddl.progress import progress_bar
-from ddl.rundir import append_jsonl, read_config, read_jsonl, save_torch, write_json
-from ddl.schedule import learning_rate, weight_decay
-from ddl.stream import MinibatchStream
-from ddl.topology import make_topology
+from ddl.rundir.directory import RunDirectory
 
 
 @dataclass
@@ -66,7 +66,6 @@ def default_out(cfg: TrainConfig) -> Path:
 
 
 # per worker, between evaluations: first non-finite step (−1: none), its learner, its loss, loss sum, loss count
-_LOOP_SLOTS = 5
 
 
 class Trainer:
@@ -103,7 +102,7 @@ class Trainer:
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
                                     cfg.weight_decay_kind)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
-        self.topology = topology if self.algo.uses_topology else None
+        self.topology = topology if self.algo.communication_for(cfg).uses_topology else None
         # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
         self.clock = RunClock(cfg, self.spec.numel, topology, self.comm.m) \
             if self.comm.is_main and RunClock.applies(cfg) else None
@@ -115,9 +114,10 @@ class Trainer:
             buffers={k: v.unsqueeze(0).repeat(m, *([1] * v.dim())) for k, v in bufs.items()},
         )
         self.out = Path(cfg.out) if cfg.out else default_out(cfg)
+        self.files = RunDirectory(self.out)  # the run directory: every file the run reads or writes
         self.noise = None
         if cfg.measure_noise:
-            from ddl.noise import NoiseMeter
+            from ddl.measure.noise import NoiseMeter
 
             # the full training set (labels as trained: what the minibatches are drawn from), or with
             # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
@@ -212,7 +212,7 @@ class Trainer:
                 w_bar, bufs_bar = self.averaged()
                 rec = self.noise.measure(step, self.state.W, w_bar, bufs_bar, xs, ys)
                 if main:
-                    append_jsonl(self.out / "noise.jsonl", rec)
+                    self.files.append_noise(rec)
             t_step = time.perf_counter()
             losses = self.algo.step(self.state, xs, ys, lr, weight_decay(cfg, step, steps_per_epoch))
             step = self.state.step
@@ -249,7 +249,7 @@ class Trainer:
                     if self.clock is not None:
                         rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
                     last = rec
-                    append_jsonl(self.out / "metrics.jsonl", rec)
+                    self.files.append_metrics(rec)
                     bar.set_postfix(loss=f"{rec['train_loss']:.3g}", test_acc=f"{rec['test_acc']:.4f}")
                     if math.isfinite(first_bad) or not math.isfinite(rec["train_loss"]):
                         status = "diverged"
@@ -279,8 +279,6 @@ class Trainer:
                     t0: float, result: TrainResult | None = None) -> None:
         """Write the complete state at the current step (every worker calls this; the main worker writes);
         ``result`` for the final checkpoint (how the run ended)."""
-        from ddl.checkpoint import list_checkpoints, write_checkpoint
-
         comm = self.comm
         W_all = comm.gather_rows(self.state.W)
         B_all = {k: comm.gather_rows(v) for k, v in self.state.buffers.items()}
@@ -294,8 +292,7 @@ class Trainer:
         loop = comm.gather_rows(loop)
         if not comm.is_main:
             return
-        files = {name: (self.out / name).stat().st_size if (self.out / name).exists() else 0
-                 for name in ("metrics.jsonl", "noise.jsonl")}
+        files = self.files.log_sizes()
         extra = {}
         if self.noise is not None and self.noise.warm_start is not None:
             extra["noise_v0"] = self.noise.warm_start.detach().cpu()
@@ -309,27 +306,16 @@ class Trainer:
             "loop": loop.cpu(), "elapsed": time.perf_counter() - t0, "files": files, "extra": extra,
             "result": None if result is None else {"status": result.status, "diverged_step": result.diverged_step},
         }  # fmt: skip
-        ck_dir = self.out / "checkpoints"
-        try:
-            write_checkpoint(ck_dir, self.state.step, state)
-        except OSError as e:
-            prev = list_checkpoints(ck_dir)
-            kept = (f"the previous checkpoint {prev[0]} is intact: free space, then continue with "
-                    f"`ddl train --out {self.out} --resume`") if prev else "no earlier checkpoint exists"
-            raise DDLError(f"--out: cannot write a checkpoint to {ck_dir} ({e.strerror or e}); {kept}") from None
+        self.files.write_checkpoint(self.state.step, state)
 
     def _load_checkpoint(self) -> dict:
         """The newest valid checkpoint of the run in ``--out``, checked against this configuration; this
         worker's learners' rows are loaded into ``self.state``.  Nothing is written."""
-        from ddl.checkpoint import load_latest
-
         cfg, comm, out = self.cfg, self.comm, self.out
-        if not (out / "config.json").is_file():
-            raise RunDirError(f"--resume: {out} holds no run to resume (no config.json); start it without --resume")
-        why = resume_conflict(read_config(out / "config.json"), cfg)
+        why = resume_conflict(self.files.saved_config(), cfg)
         if why:
             raise ConfigError(why)
-        path, ck = load_latest(out / "checkpoints", verbose=comm.is_main)
+        path, ck = self.files.latest_checkpoint(verbose=comm.is_main)
         try:
             ck_cfg = TrainConfig.from_dict(ck["config"])
         except (ConfigError, TypeError):
@@ -337,14 +323,7 @@ class Trainer:
         if ck_cfg is None or resume_conflict(ck_cfg, cfg):
             raise RunDirError(f"--resume: {path} was written by another configuration than {out}/config.json")
         step, spe = int(ck["step"]), self.stream.steps_per_epoch  # spe: steps per epoch
-        summary = {}
-        if (out / "summary.json").is_file():
-            import json
-
-            try:
-                summary = json.loads((out / "summary.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                raise RunDirError(f"--resume: {out / 'summary.json'} is corrupt") from None
+        summary = self.files.summary()
         status = summary.get("status")
         if status == "diverged":
             raise RunDirError(f"--resume: {out} diverged at step {summary.get('diverged_step')}; there is nothing "
@@ -393,7 +372,7 @@ class Trainer:
             return (bad if bad >= 0 else math.inf), int(learner), loss, loss_sum, int(n)
         # another worker layout: the random streams cannot be split per worker (documented in guarantees.md);
         # the loss log's running sum is spread evenly, the first non-finite step is kept
-        from ddl.stream import _mix
+        from ddl.compute.stream import _mix
 
         torch.manual_seed(_mix(self.cfg.seed, ck["step"], comm.rank))
         seen = [row for row in loop.tolist() if row[0] >= 0]
@@ -402,46 +381,15 @@ class Trainer:
         return bad, int(learner), loss, total_sum / comm.world, total_n // comm.world
 
     def _reopen_out(self, ck: dict) -> dict:
-        """Cut the logs back to the checkpoint (no line lost or repeated), drop the finished run's outputs and
-        record the (possibly changed) configuration; the last metrics record so far."""
-        out = self.out
-        for name, size in ck["files"].items():
-            p = out / name
-            have = p.stat().st_size if p.exists() else 0
-            if have < size:
-                raise RunDirError(f"--resume: {p} has {have} bytes, fewer than the {size} it had at the checkpoint")
-            if have > size:
-                with open(p, "r+b") as f:
-                    f.truncate(size)
-        for stale in ("summary.json", "checkpoints/averaged.pt", "checkpoints/learners.pt"):
-            (out / stale).unlink(missing_ok=True)
+        """Cut the logs back to the checkpoint, drop the finished run's outputs and record the (possibly
+        changed) configuration; the last metrics record so far."""
+        last = self.files.reopen(ck["files"])
         self._write_config()
-        try:
-            records = read_jsonl(out / "metrics.jsonl")
-        except ValueError as e:
-            raise RunDirError(f"--resume: {e}") from None
-        return records[-1] if records else {}
+        return last
 
-    # ---- files -------------------------------------------------------------------------------------
+    # ---- what the run directory records ------------------------------------------------------------
     def _prepare_out(self) -> None:
-        out = self.out
-        if (out / "config.json").exists() and not self.cfg.overwrite:
-            raise ConfigError(f"--out: {out} already holds a run (pass --overwrite to replace it)")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"--out: cannot write the run directory {out} ({e.strerror or type(e).__name__})") \
-                from None
-        for stale in ("metrics.jsonl", "noise.jsonl", "summary.json", "checkpoints"):
-            p = out / stale
-            if p.is_dir():
-                for f in p.iterdir():  # an overwritten run's checkpoints must not be resumed into this one
-                    f.unlink()
-            else:
-                p.unlink(missing_ok=True)
+        self.files.prepare(self.cfg.overwrite)
         self._write_config()
 
     def _write_config(self) -> None:
@@ -450,8 +398,7 @@ class Trainer:
         world = {"backend": self.cfg.backend, "workers": self.comm.world, "device": str(self.device)}
         if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted torchrun worker recognise its own run
             world["launch_id"] = os.environ["TORCHELASTIC_RUN_ID"]
-        write_json(self.out / "config.json", {**cfg, "ddl_version": __version__, "world": world,
-                                              "mixing": self._mixing_info()})
+        self.files.write_config({**cfg, "ddl_version": __version__, "world": world, "mixing": self._mixing_info()})
 
     def _mixing_info(self) -> dict | None:
         """The DPSGD graph as run (grid, period, degree, spectral gap); None for SSGD."""
@@ -465,13 +412,12 @@ class Trainer:
         if not self.comm.is_main:
             return
         model = self.spec.load(self.model, w_bar, bufs)
-        ck = self.out / "checkpoints"
-        save_torch(ck / "averaged.pt", {k: v.detach().cpu() for k, v in model.state_dict().items()})
-        save_torch(ck / "learners.pt", {
+        averaged = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        learners = {
             "weights": W_all.cpu(), "buffers": {k: v.cpu() for k, v in B_all.items()},
             "momentum": None if M_all is None else M_all.cpu(), "param_names": list(self.spec.names),
             "step": result.steps,
-        })
+        }
         summary = {
             "status": result.status, "steps": result.steps, "epochs": result.steps / self.stream.steps_per_epoch,
             "diverged_step": result.diverged_step, "diverged_learner": result.diverged_learner,
@@ -482,7 +428,7 @@ class Trainer:
         if self.clock is not None:
             summary["sim_time_s"] = self.clock.at(result.steps, 0.0, 0) if self.clock.clock else None
             summary["clock"] = self.clock.describe()
-        write_json(self.out / "summary.json", summary)
+        self.files.write_final(averaged, learners, summary)
 
 
 def train(cfg: TrainConfig, comm: Collective | None = None) -> TrainResult:

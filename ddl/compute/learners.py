@@ -4,10 +4,10 @@ Two implementations of the same function:
 
 * ``vmap`` (fast path): ``torch.func.vmap(grad(loss))`` over the learners, one batched kernel per layer;
 * ``loop`` (oracle): a plain Python loop calling ``functional_call`` + ``torch.autograd.grad`` per learner;
-* ``auto`` (default): the hand-written batched backward of :mod:`ddl.fastmlp` (MLP) or :mod:`ddl.fastcnn`
-  (chains of conv / pool / ReLU / linear layers, e.g. the LeNet-style CNN) where the model allows it; for
-  ResNet-18 / DenseNet-121 the per-learner gradients (DPSGD) come from one learner-stacked network
-  (:mod:`ddl.fastdeep`) while SSGD's shared-weight sum stays on ``vmap``; otherwise ``vmap``.
+* ``auto`` (default): the hand-written batched backward of :mod:`ddl.compute.fastmlp` (MLP) or
+  :mod:`ddl.compute.fastcnn` (chains of conv / pool / ReLU / linear layers, e.g. the LeNet-style CNN) where the
+  model allows it; for ResNet-18 / DenseNet-121 the per-learner gradients (DPSGD) come from one learner-stacked
+  network (:mod:`ddl.compute.fastdeep`) while SSGD's shared-weight sum stays on ``vmap``; otherwise ``vmap``.
 
 BatchNorm: every learner keeps its own running statistics (stacked buffers [m, ...]); they are updated from
 the learner's own minibatch exactly as on a separate device, and are never communicated during training.
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ddl import fastcnn, fastdeep, fastmlp
-from ddl.fastcnn import StackedCNN
-from ddl.fastmlp import StackedMLP
-from ddl.flat import FlatSpec
+from ddl.compute import fastcnn, fastdeep, fastmlp
+from ddl.compute.fastcnn import StackedCNN
+from ddl.compute.fastmlp import StackedMLP
+from ddl.compute.flat import FlatSpec
 
 MODES = ("auto", "vmap", "loop")
 AMP_MODES = ("off", "bf16")

@@ -148,7 +148,7 @@ def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
     """The run in directory ``path``, checked: its config, its summary and the checksums of its resumable
     checkpoints (:class:`RunDirError`, one line, when any is corrupt).  Without ``require_checkpoint``, also one
     that has not written its final averaged model yet (its metrics and summary are still worth reading)."""
-    from ddl.checkpoint import CorruptCheckpoint, list_checkpoints, verify_checkpoint
+    from ddl.rundir.checkpoint import CorruptCheckpoint, list_checkpoints, verify_checkpoint
 
     p = Path(path)
     if not (p / "config.json").is_file():
@@ -161,10 +161,19 @@ def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
             verify_checkpoint(ck)
         except CorruptCheckpoint as e:
             raise RunDirError(f"RUN_DIR: {e}") from None
-    summary = {}
-    if (p / "summary.json").exists():
-        try:
-            summary = json.loads((p / "summary.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            raise RunDirError(f"RUN_DIR: {p / 'summary.json'} is corrupt") from None
-    return Run(p, cfg, summary)
+    return Run(p, cfg, read_summary(p) or {})
+
+
+def read_summary(run_dir: str | Path, flag: str = "RUN_DIR") -> dict[str, Any] | None:
+    """A run's ``summary.json`` (the one reader of it); None when the run has none (unfinished), a
+    :class:`RunDirError` naming ``flag`` when it is unreadable."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise RunDirError(f"{flag}: {path} is corrupt") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{flag}: {path} is corrupt")
+    return summary

@@ -1,6 +1,7 @@
 """A simulated wall clock: what a run's steps would cost on a real cluster (it computes, it never sleeps).
 
-The clock models one learner per device.  Per learner ``a`` and step ``t`` a compute time
+The clock models one learner per device and asks the algorithm what it communicates and when
+(:class:`ddl.algorithms.Communication`), never its name.  Per learner ``a`` and step ``t`` a compute time
 
     c_a(t) = base · exp(σ·z − σ²/2) · (s if u < p else 1),     z ~ N(0, 1), u ~ U(0, 1)
 
@@ -9,15 +10,15 @@ The clock models one learner per device.  Per learner ``a`` and step ``t`` a com
 ``B`` bytes over a link takes ``α + B/β`` (latency α, bandwidth β); a model message is the parameter count
 times the dtype's size.  ``T_a(t)`` is the time learner ``a`` starts step ``t`` (``T_a(0) = 0``).
 
-* **SSGD** (gradient all-reduce after the backward pass): a step ends for everyone when the slowest learner
-  has its gradient and the ring all-reduce, 2(n−1) messages of P/n values, is done:
+* **Gradient all-reduce** (SSGD: ``gradient_allreduce``, after the backward pass): a step ends for everyone when
+  the slowest learner has its gradient and the ring all-reduce, 2(n−1) messages of P/n values, is done:
 
       T(t+1) = max_a (T_a(t) + c_a(t)) + 2(n−1)·(α + (P/n)·bytes/β)
 
   (the standard α–β cost of a ring all-reduce, started once every learner has joined).
-* **DPSGD** (as implemented in :mod:`ddl.algorithms.dpsgd`: learner j sends w_j(t) when it starts step t, so the
-  transfer overlaps its gradient): learner a starts step t+1 once its own gradient is done and every incoming
-  neighbour's w_j(t) has arrived,
+* **Neighbour mixing** (DPSGD: ``neighbour_mixing``, as implemented in :mod:`ddl.algorithms.dpsgd`: learner j
+  sends w_j(t) when it starts step t, so the transfer overlaps its gradient): learner a starts step t+1 once its
+  own gradient is done and every incoming neighbour's w_j(t) has arrived,
 
       T_a(t+1) = max(T_a(t) + c_a(t),  max_{j ∈ N(a), j ≠ a} (T_j(t) + comm(j→a)))
 
@@ -25,12 +26,17 @@ times the dtype's size.  ``T_a(t)`` is the time learner ``a`` starts step ``t`` 
   With ``shared_nic`` (the default) a learner's link is shared by the messages it sends (and receives) in one
   step, fairly: comm(j→a) = α + max(out-degree(j), in-degree(a))·B/β, so a graph of degree d pays d model
   transfers per step; without it every message has a link of its own (α + B/β).
-  The complete graph is mixed by an all-reduce of the weights after the gradient (as the Mixer does), so on it
-  DPSGD costs what SSGD costs.
+  A complete graph (the topology says ``is_complete``) is mixed by an all-reduce of the weights after the
+  gradient (as the Mixer does), so on it DPSGD costs what SSGD costs.
+* **A periodic global average** (``global_average_every = H``): after every H-th step all learners wait for the
+  slowest and average their weights by a ring all-reduce, T(t+1) = max_a T_a(t+1) + 2(n−1)·(α + (P/n)·bytes/β).
+* A message's bytes are the model's times the algorithm's ``message_fraction``.
 
-Left out on purpose: contention inside the switch fabric (beyond each learner's own link), the overlap of
-SSGD's all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives, and asynchronous
-variants (AD-PSGD, stale gradients).  See docs/clock.md.
+A pattern the clock does not model is an error (:class:`ClockError`), never a silent guess: asynchronous
+algorithms (``synchronous=False``: AD-PSGD, stale gradients) and mixing with a subset of the neighbours per step
+(``neighbours_per_step``).  Left out on purpose: contention inside the switch fabric (beyond each learner's own
+link), the overlap of SSGD's all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives.
+See docs/clock.md.
 
 All per-step work is vectorized over learners (numpy), so n = 1024 and thousands of steps take well under a
 second; the neighbour tables of a static topology are built once.
@@ -38,18 +44,17 @@ second; the neighbour tables of a static topology are built once.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from ddl.errors import DDLError
+from ddl.algorithms import Communication, communication_of
+from ddl.errors import ConfigError, DDLError
 
 # a fixed tag mixed into the run seed, so the clock's stream differs from every training stream of that seed
 _CLOCK_STREAM_KEY = 0xC10C
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
-ALGOS = ("ssgd", "dpsgd")
 
 
 class ClockError(DDLError):
@@ -57,12 +62,22 @@ class ClockError(DDLError):
 
 
 class TopologyLike(Protocol):
-    """What the clock needs of a topology (the project's Topology API contract)."""
+    """What the clock asks a topology (:class:`ddl.algorithms.topology.Topology` answers all of it).
+
+    ``is_complete``: every learner averages all learners (mixing is an all-reduce); ``period``: the number of
+    steps after which the graph repeats (1: static; None: not periodic, so its tables are rebuilt every step);
+    ``neighbours(a, step)``: learner a's incoming neighbours at ``step``, a itself included or not."""
 
     name: str
 
     @property
     def n(self) -> int: ...
+
+    @property
+    def is_complete(self) -> bool: ...
+
+    @property
+    def period(self) -> int | None: ...
 
     def neighbours(self, a: int, step: int = 0) -> list[int]: ...
 
@@ -146,20 +161,12 @@ class ComputeSampler:
 # ---- topology → neighbour tables -------------------------------------------------------------------------
 
 
-def _takes_step(topology: TopologyLike) -> bool:
-    try:
-        return "step" in inspect.signature(topology.neighbours).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def neighbour_table(topology: TopologyLike, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Incoming neighbours other than the learner itself, padded: (index [n, k] int, valid [n, k] bool)."""
     n = topology.n
-    with_step = _takes_step(topology)
     rows = []
     for a in range(n):
-        nb = topology.neighbours(a, step) if with_step else topology.neighbours(a)
+        nb = topology.neighbours(a, step)
         rows.append([int(j) for j in nb if int(j) != a])
     k = max((len(r) for r in rows), default=0)
     idx = np.zeros((n, max(k, 1)), dtype=np.int64)
@@ -170,9 +177,24 @@ def neighbour_table(topology: TopologyLike, step: int = 0) -> tuple[np.ndarray, 
     return idx, valid
 
 
-def is_all_reduce_mix(topology: TopologyLike) -> bool:
-    """True where DPSGD's mix is an all-reduce after the gradient (the Mixer treats the complete graph so)."""
-    return topology.name == "complete"
+def modelled(communication: Communication) -> Communication:
+    """``communication`` if the clock models its pattern; a :class:`ClockError` naming what it does not."""
+    if not communication.synchronous:
+        raise ClockError("--clock: the clock does not model asynchronous algorithms (a step that proceeds without "
+                         "its neighbours' messages); run with --no-clock")
+    if communication.neighbours_per_step is not None:
+        raise ClockError("--clock: the clock does not model mixing with a subset of the neighbours per step; run "
+                         "with --no-clock")
+    return communication
+
+
+def _communication(algo: str | Communication, cfg: Any = None) -> Communication:
+    if isinstance(algo, Communication):
+        return modelled(algo)
+    try:
+        return modelled(communication_of(algo, cfg))
+    except ConfigError as e:
+        raise ClockError(str(e)) from None
 
 
 # ---- the recursion ---------------------------------------------------------------------------------------
@@ -181,24 +203,27 @@ def is_all_reduce_mix(topology: TopologyLike) -> bool:
 class Clock:
     """Start times ``T_a(t)`` of every learner, advanced step by step.
 
-    ``algo``: "ssgd" or "dpsgd" (DPSGD needs ``topology``); ``message_bytes``: the size of one model (P × dtype
-    bytes).  :meth:`advance` draws compute times from ``compute`` (seeded by ``seed``); :meth:`advance_with`
-    takes an explicit compute matrix (tests, calibration).  Both return, per step, the time at which the last
-    learner has finished it (``max_a T_a(t+1)``) — the time a run's step ``t+1`` record is stamped with.
+    ``algo``: a registered algorithm's name or a :class:`Communication` (one that mixes neighbours needs
+    ``topology``); ``message_bytes``: the size of one model (P × dtype bytes).  :meth:`advance` draws compute
+    times from ``compute`` (seeded by ``seed``); :meth:`advance_with` takes an explicit compute matrix (tests,
+    calibration).  Both return, per step, the time at which the last learner has finished it
+    (``max_a T_a(t+1)``) — the time a run's step ``t+1`` record is stamped with.
     """
 
-    def __init__(self, algo: str, n: int, network: Network, message_bytes: float,
+    def __init__(self, algo: str | Communication, n: int, network: Network, message_bytes: float,
                  compute: ComputeModel | None = None, topology: TopologyLike | None = None,
                  overlap: bool = True, seed: int = 0, shared_nic: bool = True):
-        if algo not in ALGOS:
-            raise ClockError(f"--algo: {algo!r} is not one of {', '.join(ALGOS)}")
-        if algo == "dpsgd":
+        comm = _communication(algo)
+        if comm.neighbour_mixing:
             if topology is None:
-                raise ClockError("DPSGD's clock needs a topology")
+                raise ClockError("the clock of an algorithm that mixes neighbours needs a topology")
             if topology.n != n:
                 raise ClockError(f"--learners: topology has {topology.n} learners, the clock {n}")
-        self.algo, self.n, self.network = algo, n, network
-        self.message_bytes = float(message_bytes)
+        else:
+            topology = None  # nothing travels over it
+        self.algo = None if isinstance(algo, Communication) else algo
+        self.communication, self.n, self.network = comm, n, network
+        self.message_bytes = float(message_bytes) * comm.message_fraction
         self.topology, self.overlap, self.shared_nic = topology, overlap, shared_nic
         self.compute = compute
         self._sampler = compute.sampler(n, seed) if compute is not None else None
@@ -206,9 +231,10 @@ class Clock:
         self.step = 0
         self._allreduce_s = network.ring_allreduce_s(n, self.message_bytes)
         self._message_s = network.message_s(self.message_bytes)
-        self._barrier = algo == "ssgd" or is_all_reduce_mix(topology)
-        self._time_varying = bool(getattr(topology, "time_varying", False))
-        self._period = getattr(topology, "period", None) if self._time_varying else 1
+        self._barrier = comm.gradient_allreduce or (comm.neighbour_mixing and topology.is_complete)
+        self._mixing = comm.neighbour_mixing and not self._barrier
+        self._average_every = comm.global_average_every
+        self._period = topology.period if self._mixing else 1
         self._tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
@@ -218,8 +244,8 @@ class Clock:
 
     def _table(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Incoming neighbours, their mask and each message's transfer time at ``step`` (cached per phase)."""
-        if self._time_varying and not self._period:
-            return self._build_table(step)  # no declared period: rebuild every step
+        if not self._period:
+            return self._build_table(step)  # not periodic: rebuild every step
         key = step % self._period
         if key not in self._tables:
             self._tables[key] = self._build_table(step)
@@ -259,12 +285,16 @@ class Clock:
             done = T + c_t  # own gradient finished
             if self._barrier:
                 T = np.full(self.n, done.max() + self._allreduce_s)
-            else:
+            elif self._mixing:
                 idx, valid, msg = self._table(self.step)
                 sent = T if self.overlap else done
                 arrive = np.where(valid, sent[idx] + msg, -np.inf).max(axis=1)
                 T = np.maximum(done, arrive)
+            else:  # nothing sent this step
+                T = done
             self.step += 1
+            if self._average_every and self.step % self._average_every == 0:
+                T = np.full(self.n, T.max() + self._allreduce_s)
             out[i] = T if history else T.max()
         self.T = T
         return out
@@ -282,21 +312,14 @@ class Clock:
         return d
 
 
-def simulate(algo: str, n: int, steps: int, compute: ComputeModel, network: Network, message_bytes: float,
-             topology: TopologyLike | None = None, overlap: bool = True, seed: int = 0,
+def simulate(algo: str | Communication, n: int, steps: int, compute: ComputeModel, network: Network,
+             message_bytes: float, topology: TopologyLike | None = None, overlap: bool = True, seed: int = 0,
              shared_nic: bool = True) -> float:
-    """Simulated seconds for ``steps`` steps of ``algo`` (time until every learner has finished them)."""
+    """Simulated seconds for ``steps`` steps of ``algo`` (a registered name or a :class:`Communication`): the
+    time until every learner has finished them."""
     clock = Clock(algo, n, network, message_bytes, compute, topology, overlap, seed, shared_nic)
     clock.advance(steps)
     return clock.now
-
-
-def speedup(n: int, steps: int, compute: ComputeModel, network: Network, message_bytes: float,
-            topology: TopologyLike, overlap: bool = True, seed: int = 0, shared_nic: bool = True) -> float:
-    """SSGD's simulated time over DPSGD's for the same steps and the same compute draws (> 1: DPSGD faster)."""
-    t_ss = simulate("ssgd", n, steps, compute, network, message_bytes, seed=seed)
-    t_dp = simulate("dpsgd", n, steps, compute, network, message_bytes, topology, overlap, seed, shared_nic)
-    return t_ss / t_dp
 
 
 def model_message_bytes(num_params: int, dtype: str = "float32") -> int:
@@ -322,6 +345,8 @@ class RunClock:
         self.num_params = num_params
         self.topology = topology
         self.m = max(1, learners_per_worker)
+        # what the run's algorithm sends (config-dependent facts filled in); a pattern not modelled is an error
+        self.communication = _communication(cfg.algo, cfg)
         self.clock: Clock | None = None
         self._base_s: float | None = None
         self.measured = cfg.compute_ms is None
@@ -331,8 +356,9 @@ class RunClock:
 
     @staticmethod
     def applies(cfg: Any) -> bool:
-        """The clock is on and models this run's algorithm (an algorithm it does not model gets no stamps)."""
-        return bool(cfg.clock) and cfg.algo in ALGOS
+        """The clock is on (``--clock``).  An algorithm whose pattern it does not model is then an error when the
+        run's clock is built (:func:`modelled`), never a run silently left without stamps."""
+        return bool(cfg.clock)
 
     @property
     def base_s(self) -> float | None:
@@ -348,9 +374,9 @@ class RunClock:
         self._base_s = base_s
         cfg = self.cfg
         compute = ComputeModel(base_s, cfg.jitter, cfg.straggler_prob, cfg.straggler_slowdown)
-        self.clock = Clock(cfg.algo, cfg.learners, self.network, model_message_bytes(self.num_params, cfg.dtype),
-                           compute, self.topology if cfg.algo == "dpsgd" else None, cfg.clock_overlap, cfg.seed,
-                           cfg.clock_shared_nic)
+        self.clock = Clock(self.communication, cfg.learners, self.network,
+                           model_message_bytes(self.num_params, cfg.dtype), compute, self.topology, cfg.clock_overlap,
+                           cfg.seed, cfg.clock_shared_nic)
 
     def at(self, step: int, step_seconds: float, steps_timed: int) -> float:
         """Simulated seconds when step ``step`` is done; ``step_seconds``/``steps_timed``: this worker's
@@ -366,6 +392,7 @@ class RunClock:
         d = {"compute_measured": self.measured, "num_params": self.num_params}
         if self.clock is not None:
             d.update(self.clock.describe())
+            d["algo"] = self.cfg.algo  # the clock was given the algorithm's declaration, the record names it
             d["sim_time_s"] = self.clock.now
             d["steps"] = self.clock.step
         return d
