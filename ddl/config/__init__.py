@@ -23,6 +23,7 @@ from ddl.algorithms.topology import TOPOLOGIES
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
+from ddl.compute.batchnorm import BN_MODES
 from ddl.compute.learners import AMP_MODES
 from ddl.compute.learners import MODES as SIM_MODES
 from ddl.config.fieldtypes import field_types, flag_name
@@ -79,6 +80,13 @@ class TrainConfig:
     eval_every: int = _field(1, "evaluate the averaged model every this many epochs", "stopping")
     eval_samples: int | None = _field(None, "evaluate on a seeded, class-stratified sample of at most this many "
                                       "train and test samples (default: all)", "stopping")
+    bn_recalibrate: str = _field("on", "BatchNorm models: before every evaluation and before the averaged model is "
+                                 "saved for analysis, recompute w̄'s BatchNorm running statistics on a seeded sample of "
+                                 "training data (as torch.optim.swa_utils.update_bn); the learners'-averaged statistics "
+                                 "are still evaluated and logged as *_avg_bn (off: evaluate and save the averaged "
+                                 "statistics only; no effect without BatchNorm)", "stopping", choices=BN_MODES)
+    bn_samples: int = _field(2048, "BatchNorm recalibration: size of the seeded, class-stratified training sample "
+                             "(passed in batches of --batch-size)", "stopping")
     # ---- measurements (never change the trajectory)
     measure_noise: int = _field(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)", "measure")
     noise_samples: int | None = _field(None, "approximate the noise measurement's full gradient and Hessian with a "
@@ -195,6 +203,7 @@ class TrainConfig:
 _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "learners": (1, False, None, False),
     "batch_size": (1, False, None, False),
+    "bn_samples": (1, False, None, False),
     "lr": (0, True, None, False),
     "momentum": (0, False, 1, True),
     "weight_decay": (0, False, None, False),

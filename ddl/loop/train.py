@@ -26,6 +26,7 @@ from ddl.algorithms import LearnerState, build_algorithm
 from ddl.algorithms.schedule import learning_rate, weight_decay
 from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
+from ddl.compute.batchnorm import has_batchnorm, recalibrate_bn
 from ddl.compute.flat import FlatSpec
 from ddl.compute.learners import LearnerGradients, evaluate
 from ddl.compute.stream import MinibatchStream
@@ -96,6 +97,10 @@ class Trainer:
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
+        # --bn-recalibrate: the training sample w̄'s BatchNorm statistics are recomputed on (None: not recalibrated)
+        self.bn_sample = None
+        if cfg.bn_recalibrate == "on" and has_batchnorm(self.model):
+            self.bn_sample = stratified_subset(d.y_train, cfg.bn_samples, cfg.seed, "bn-recalibrate").to(self.device)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         topology = make_topology(cfg.topology, cfg.learners)
@@ -150,18 +155,31 @@ class Trainer:
         return float(self.comm.allreduce_sum(local.reshape(1))[0] / self.comm.n)
 
     def averaged_model(self) -> torch.nn.Module:
+        """w̄ as a model: its BatchNorm statistics recalibrated (``--bn-recalibrate on``) or the averaged ones."""
         w_bar, bufs = self.averaged()
-        return self.spec.load(self.model, w_bar, bufs)
+        return self._recalibrated(self.spec.load(self.model, w_bar, bufs))
+
+    def _recalibrated(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.bn_sample is not None:
+            recalibrate_bn(model, self.x_train[self.bn_sample], self.cfg.batch_size)
+        return model
+
+    def _eval_record(self, model: torch.nn.Module, suffix: str = "") -> dict:
+        tr = evaluate(model, *_subset(self.x_train, self.y_train, self.eval_train))
+        te = evaluate(model, *_subset(self.x_test, self.y_test, self.eval_test))
+        return {f"train_loss{suffix}": tr[0], f"train_acc{suffix}": tr[1], f"test_loss{suffix}": te[0],
+                f"test_acc{suffix}": te[1]}
 
     def evaluate(self) -> dict:
+        """Train/test loss and accuracy of w̄ and the consensus distance; with BatchNorm recalibration also the
+        numbers with the learners' averaged statistics (``*_avg_bn``), so the two can be compared."""
         w_bar, bufs = self.averaged()
         cons = self.consensus_distance(w_bar)
         if not self.comm.is_main:
             return {}
         model = self.spec.load(self.model, w_bar, bufs)
-        tr = evaluate(model, *_subset(self.x_train, self.y_train, self.eval_train))
-        te = evaluate(model, *_subset(self.x_test, self.y_test, self.eval_test))
-        rec = {"train_loss": tr[0], "train_acc": tr[1], "test_loss": te[0], "test_acc": te[1], "consensus": cons}
+        averaged_bn = self._eval_record(model, "_avg_bn") if self.bn_sample is not None else {}
+        rec = {**self._eval_record(self._recalibrated(model)), "consensus": cons, **averaged_bn}
         if not bool(self.data.clean_mask.all()):
             clean = self.data.clean_mask.to(self.device)
             rec["train_loss_clean"], rec["train_acc_clean"] = evaluate(model, self.x_train[clean], self.y_train[clean])
@@ -404,6 +422,15 @@ class Trainer:
         """The DPSGD graph as run (grid, period, degree, spectral gap); None for SSGD."""
         return self.topology.describe() if self.topology is not None else None
 
+    def _batchnorm_info(self) -> dict | None:
+        """How w̄'s BatchNorm statistics were made (None: the model has none)."""
+        if not has_batchnorm(self.model):
+            return None
+        if self.bn_sample is None:
+            return {"statistics": "averaged"}
+        return {"statistics": "recalibrated", "samples": int(self.bn_sample.numel()), "batch_size": self.cfg.batch_size,
+                "batches": max(1, int(self.bn_sample.numel()) // self.cfg.batch_size)}
+
     def _finish(self, result: TrainResult, wall: float) -> None:
         w_bar, bufs = self.averaged()
         W_all = self.comm.gather_rows(self.state.W)
@@ -411,7 +438,7 @@ class Trainer:
         M_all = self.comm.gather_rows(self.state.momentum) if self.state.momentum is not None else None
         if not self.comm.is_main:
             return
-        model = self.spec.load(self.model, w_bar, bufs)
+        model = self._recalibrated(self.spec.load(self.model, w_bar, bufs))
         averaged = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         learners = {
             "weights": W_all.cpu(), "buffers": {k: v.cpu() for k, v in B_all.items()},
@@ -424,6 +451,7 @@ class Trainer:
             "diverged_loss": result.diverged_loss, "wall_time_s": wall, "final": result.final,
             "steps_per_epoch": self.stream.steps_per_epoch,
             "spectral_gap": self.topology.spectral_gap if self.topology is not None else None,
+            "batchnorm": self._batchnorm_info(),
         }
         if self.clock is not None:
             summary["sim_time_s"] = self.clock.at(result.steps, 0.0, 0) if self.clock.clock else None
