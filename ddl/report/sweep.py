@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures import png_bytes
 from ddl.report.checks import check_lines, split_line
+from ddl.report.deep_case import case_blocks
 from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat
 from ddl.report.groups import make_groups
@@ -78,6 +79,9 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
     blocks.append(Paragraph("Mean ± standard deviation over seeds of each grid point's finished runs."
                             + (f" {split}" if split else ""), "intro"))
     blocks.append(cell_table(grid, cells))
+    case, case_figures, case_numbers = case_blocks(all_runs)  # ResNet/DenseNet runs: the Fig. 7 section
+    blocks += case
+    figures += case_figures
     for param in grid:
         if len(grid[param]) < 2 or param == "algo":
             continue
@@ -93,7 +97,7 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
             "parameters (algorithm included).", fig_trends(param, grid, cells))
     numbers = {
         "title": title, "generated": stamp, "grid": grid, "findings": lines, **nums, "checks": checks,
-        "split": split,
+        "split": split, "case_study": case_numbers,
         "cells": [{"values": c.values, "runs": [str(r.path) for r in c.runs], "planned": c.planned,
                    "diverged": c.diverged, "collapsed": c.collapsed,
                    "numbers": {k: c.stat(k) for k, _, _ in CELL_COLUMNS}} for c in cells],
