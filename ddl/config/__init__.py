@@ -84,7 +84,8 @@ class TrainConfig:
                                  "saved for analysis, recompute w̄'s BatchNorm running statistics on a seeded sample of "
                                  "training data (as torch.optim.swa_utils.update_bn); the learners' averaged "
                                  "statistics are still evaluated and logged as *_avg_bn (off: evaluate and save "
-                                 "the averaged statistics only; no effect without BatchNorm)", "stopping", choices=BN_MODES)
+                                 "the averaged statistics only; no effect without BatchNorm)", "stopping",
+                                 choices=BN_MODES)
     bn_samples: int = _field(2048, "BatchNorm recalibration: size of the seeded, class-stratified training sample "
                              "(passed in batches of --batch-size)", "stopping")
     # ---- measurements (never change the trajectory)
