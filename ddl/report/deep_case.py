@@ -144,7 +144,8 @@ class ModelCase:
         comps = self.comparisons()
         lines = [f"**{self.model}** (width {self.width}) against the claim “{CLAIM}”:"]
         if self.failed:
-            lines.append("- Left out (did not train): " + ", ".join(f"{r.path.name} ({why})" for r, why in self.failed))
+            lines.append("- Left out (did not train, or not finished): "
+                         + ", ".join(f"{r.path.name} ({why})" for r, why in self.failed))
         lines += [line for c in comps for line in c.lines()]
         decided = [c for c in comps if c.agrees is not None]
         yes = [f"{c.lr:g}" for c in decided if c.agrees]
