@@ -1,5 +1,5 @@
 """local SGD, Gossip-PGA, gradient tracking and CHOCO-SGD against per-learner loops written from their papers'
-pseudo-code (docs/theory.md §8): one nn.Module per learner, lists of flat tensors, mixing by an explicit double
+pseudo-code (docs/theory.md §7.1): one nn.Module per learner, lists of flat tensors, mixing by an explicit double
 loop over a mixing matrix written out by hand; and the identities that tie them to SSGD and DPSGD."""
 
 import copy
@@ -116,7 +116,7 @@ def compress(kind, ratio, v, seed, step, learner):
 
 
 def choco_oracle(cfg, k, mixing):
-    """CHOCO-SGD (Koloskova et al. 2019, Alg. 1, the consensus step on w(t) as in docs/theory.md §8): learner i
+    """CHOCO-SGD (Koloskova et al. 2019, Alg. 1, the consensus step on w(t) as in docs/theory.md §7.1): learner i
     keeps its own copy x̂_j of every neighbour j's public weights, updated with the q_j it receives."""
     L, n = Learners(cfg), cfg.learners
     x = [L.w0.clone() for _ in range(n)]

@@ -78,10 +78,15 @@ class Algorithm(ABC):
             return state.momentum
         return G
 
+    def message_bytes(self, numel: int, value_bytes: int) -> int | None:
+        """Bytes of one message a learner sends one neighbour (one row; None when the algorithm mixes no
+        neighbours): a dense row here, CHOCO-SGD's compressed row there."""
+        return numel * value_bytes if type(self).communication.neighbour_mixing else None
+
     def global_average(self, state: LearnerState) -> None:
         """Every learner's weights, and momentum buffers, replaced by their average over all n learners (one
         all-reduce each).  Averaging the buffers too makes a step that ends with an average from a common
-        point the SSGD step (docs/theory.md §8); BatchNorm statistics stay per learner."""
+        point the SSGD step (docs/theory.md §7.1); BatchNorm statistics stay per learner."""
         n = self.comm.n
         w_bar = self.comm.allreduce_sum(state.W.sum(0)) / n
         state.W.copy_(w_bar.expand_as(state.W))

@@ -2,7 +2,7 @@
 compressed communication", Algorithm 1): learners exchange *compressed differences* q_a = Q(w_a − ŵ_a) to
 public copies ŵ, which every neighbour updates identically (error feedback: what compression left out stays in
 w_a − ŵ_a and is sent later); a consensus step of size γ (``--consensus-step``) moves each learner towards its
-neighbours' public copies (docs/theory.md §8):
+neighbours' public copies (docs/theory.md §7.1):
 
     q_a(t) = Q(w_a(t) − ŵ_a(t));   ŵ_j(t+1) = ŵ_j(t) + q_j(t)    (every j: sent to j's neighbours)
     u_a(t+1) = μ u_a(t) + ∇L_{μ_a}(w_a(t)) + β w_a(t)
@@ -57,9 +57,10 @@ class Choco(Algorithm):
         self.compressor = compression.Compressor(compressor, compress_ratio, seed, self.value_bytes)
         self.gamma = consensus_step
 
-    def message_bytes(self, numel: int) -> int:
-        """Bytes of one learner's message to one neighbour."""
-        return compression.message_bytes(self.compressor.kind, self.compressor.ratio, numel, self.value_bytes)
+    def message_bytes(self, numel: int, value_bytes: int) -> int:
+        """Bytes of one learner's compressed message to one neighbour (top-k: values + indices; qsgd: norm +
+        bits)."""
+        return compression.message_bytes(self.compressor.kind, self.compressor.ratio, numel, value_bytes)
 
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

@@ -1,5 +1,5 @@
 """Gossip-PGA (Chen et al. 2021, "Accelerating gossip SGD with periodic global averaging"): DPSGD's neighbour
-mixing every step, and every H = ``--period`` steps a global average in its place (docs/theory.md §8):
+mixing every step, and every H = ``--period`` steps a global average in its place (docs/theory.md §7.1):
 
     w_a(t+1) = Σ_j M(t)_aj w_j(t) − α u_a(t+1)          when (t+1) mod H ≠ 0  (the DPSGD step of this project)
     w_a(t+1) = (1/n) Σ_b (w_b(t) − α u_b(t+1)),  u_a ← ū   when (t+1) mod H = 0

@@ -2,7 +2,7 @@
 optimization over time-varying graphs"; its stochastic form: Pu & Nedić 2021, "Distributed stochastic gradient
 tracking methods"): every learner mixes its weights *and* a tracker y_a of the average gradient, so a learner
 moves along an estimate of the network's mean gradient rather than its own (exact under non-IID data;
-docs/theory.md §8).  With g_a(t) = ∇L_{μ_a}(w_a(t)) + β w_a(t) at step t's minibatch:
+docs/theory.md §7.1).  With g_a(t) = ∇L_{μ_a}(w_a(t)) + β w_a(t) at step t's minibatch:
 
     y_a(t) = Σ_j M(t)_aj y_j(t−1) + g_a(t) − g_a(t−1)        (y_a(0) = g_a(0))
     w_a(t+1) = Σ_j M(t)_aj w_j(t) − α y_a(t)

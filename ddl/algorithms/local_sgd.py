@@ -1,6 +1,6 @@
 """Local SGD (Stich 2019, "Local SGD converges fast and communicates little"; Lin et al. 2020, "Don't use large
 mini-batches, use local SGD"): every learner takes H = ``--period`` SGD steps on its own weights, then all
-learners' weights are replaced by their average (docs/theory.md §8):
+learners' weights are replaced by their average (docs/theory.md §7.1):
 
     u_a ← μ u_a + ∇L_{μ_a}(w_a) + β w_a;   w_a ← w_a − α u_a              (every step, per learner)
     w_a ← w̄,  u_a ← ū                                                      (after steps t with (t+1) mod H = 0)

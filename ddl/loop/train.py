@@ -101,6 +101,7 @@ class Trainer:
         topology = make_topology(cfg.topology, cfg.learners)
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
                                     cfg.weight_decay_kind, cfg)
+        self._message_bytes = self.algo.message_bytes(self.spec.numel, torch.finfo(self.dtype).bits // 8)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
         self.topology = topology if self.algo.communication_for(cfg).uses_topology else None
         # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
@@ -248,6 +249,8 @@ class Trainer:
                            "time": time.perf_counter() - t0}
                     if self.clock is not None:
                         rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
+                    if self._message_bytes is not None:  # what one learner sends one neighbour per exchange
+                        rec["message_bytes"] = self._message_bytes
                     last = rec
                     self.files.append_metrics(rec)
                     bar.set_postfix(loss=f"{rec['train_loss']:.3g}", test_acc=f"{rec['test_acc']:.4f}")
