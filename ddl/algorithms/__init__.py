@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ddl.algorithms.base import Algorithm, LearnerState
-from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.choco import Choco
+from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.dpsgd import DPSGD
 from ddl.algorithms.gossip_pga import GossipPGA
 from ddl.algorithms.gradient_tracking import GradientTracking
@@ -76,5 +76,5 @@ def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, mo
 
 
 __all__ = ["ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Choco", "Communication", "DPSGD",
-           "GossipPGA", "GradientTracking", "Identity", "LearnerState", "LocalSGD", "Mixer", "SSGD", "algorithm_class", "build_algorithm", "communication_of", "identity_of",
-           "is_baseline", "label_of"]
+           "GossipPGA", "GradientTracking", "Identity", "LearnerState", "LocalSGD", "Mixer", "SSGD",
+           "algorithm_class", "build_algorithm", "communication_of", "identity_of", "is_baseline", "label_of"]

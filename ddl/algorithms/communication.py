@@ -8,17 +8,17 @@ counts the literals).
 
 How the algorithms declare themselves (AD-PSGD is not built in this package yet; its row is the plan):
 
-==================  ===================  ===============  ======================  ===========  ================  =========
-algorithm           gradient_allreduce   neighbour_mixing global_average_every    synchronous  message_fraction  exchanges
-==================  ===================  ===============  ======================  ===========  ================  =========
-SSGD                True                 False            None                    True         1.0               1
-DPSGD               False                True             None                    True         1.0               1
-local SGD (H)       False                False            H                       True         1.0               1
-Gossip-PGA (H)      False                True             H                       True         1.0               1
-gradient tracking   False                True             None                    True         1.0               2
-CHOCO-SGD           False                True             None                    True         < 1 (compressed)  1
-AD-PSGD             False                True (1 peer)    None                    False        1.0               1
-==================  ===================  ===============  ======================  ===========  ================  =========
+=================  ==================  ================  ====================  ===========  ================  =========
+algorithm          gradient_allreduce  neighbour_mixing  global_average_every  synchronous  message_fraction  exchanges
+=================  ==================  ================  ====================  ===========  ================  =========
+SSGD               True                False             None                  True         1.0               1
+DPSGD              False               True              None                  True         1.0               1
+local SGD (H)      False               False             H                     True         1.0               1
+Gossip-PGA (H)     False               True              H                     True         1.0               1
+gradient tracking  False               True              None                  True         1.0               2
+CHOCO-SGD          False               True              None                  True         < 1 (compressed)  1
+AD-PSGD            False               True (1 peer)     None                  False        1.0               1
+=================  ==================  ================  ====================  ===========  ================  =========
 
 A fact that depends on the run's configuration (a period H, a compression ratio) is filled in by the
 algorithm's :meth:`~ddl.algorithms.base.Algorithm.communication_for`, which receives the config.
