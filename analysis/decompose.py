@@ -22,11 +22,11 @@ from analysis.hessian import (
     curvature_blocks,
     eigh_descending,
     fix_signs,
-    ggn_matvec,
-    kron_matvec,
-    kron_sum,
+    ggn_hessian,
+    kron_hessian,
 )
-from analysis.lanczos import lanczos_topk
+from analysis.hvp import HessianOperator
+from analysis.lanczos import block_lanczos_topk, lanczos_topk
 from analysis.layer import build_upper, capture, resolve_layer
 from analysis.pairs import nearest_same_label
 from analysis.progress import Stages
@@ -35,10 +35,13 @@ from analysis.stats import DEFAULT_SPLIT, SPLIT_BY, SPLIT_RULES, check_split, di
 
 PAIR_SPACES = ("input", "layer")
 HESSIANS = ("auto", "kron", "ggn", "autograd")
-EIGENSOLVERS = ("auto", "dense", "lanczos")
+EIGENSOLVERS = ("auto", "dense", "lanczos", "block")
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "double": torch.float64, "float": torch.float32}
 STAGES = ("capture", "losses", "pairs", "dual", "hessian", "eigen", "project", "stats")
 DEFAULT_TOP_K = 100
+# above this many parameters eigensolver=auto keeps the top-k: ResNet-18's 512×10 final layer (5 120) is still
+# diagonalised fully (28 s on the 2-core CPU), DenseNet-121's 1024×10 (10 240) is not (docs/theory.md, "Top-k")
+DEFAULT_DENSE_MAX = 8192
 
 
 def _dtype(dtype) -> torch.dtype:
@@ -85,10 +88,13 @@ class DecomposeOptions:
                            PAIR_SPACES)
     hessian: str = _opt("auto", "Hessian source: auto = kron for a final layer, ggn if piecewise linear above, "
                         "else autograd", HESSIANS)
-    eigensolver: str = _opt("auto", "full eigendecomposition (dense) or top-k Lanczos; auto by size", EIGENSOLVERS)
+    eigensolver: str = _opt("auto", "full eigendecomposition (dense), top-k Lanczos, or top-k block Lanczos (block: "
+                            "for Hessians with a batched product, e.g. a final layer); auto: dense up to --dense-max "
+                            "parameters, else block where the Hessian has per-sample blocks, else lanczos",
+                            EIGENSOLVERS)
     top_k: int | None = _opt(None, f"directions kept (Lanczos default {DEFAULT_TOP_K}); the rest of the gap is "
                              "reported as the exact residual")
-    dense_max: int = _opt(12000, "largest layer (parameters) diagonalised densely by eigensolver=auto")
+    dense_max: int = _opt(DEFAULT_DENSE_MAX, "largest layer (parameters) diagonalised densely by eigensolver=auto")
     include_bias: bool = _opt(False, "put the layer's bias in the Hessian, after the weights (default: the paper's "
                               "weights-only Hessian; the bias still acts as a constant)")
     split: str = _opt(DEFAULT_SPLIT, "sharp/flat rule: count = the leading n directions in eigenvalue order, top = "
@@ -102,7 +108,8 @@ class DecomposeOptions:
     max_elements: int = _opt(1 << 25, "largest dense temporary (entries) in pairs, Hessian and projections",
                              cli=False)
     lanczos_tol: float = _opt(1e-10, "Lanczos residual tolerance", cli=False)
-    lanczos_max_iter: int | None = _opt(None, "Lanczos iteration cap", cli=False)
+    lanczos_max_iter: int | None = _opt(None, "Lanczos iteration cap (block: vectors in the Krylov space)", cli=False)
+    lanczos_block: int = _opt(8, "block Lanczos: vectors per block (one batched Hessian product each)", cli=False)
     seed: int = _opt(0, "seed of the Lanczos start vector", cli=False)
     keep_pairs: bool = _opt(True, "store per-pair Δℓ and indices in the result", cli=False)
     keep_eigenvectors: bool = _opt(False, "store the eigenvectors in the result", cli=False)
@@ -113,7 +120,7 @@ class DecomposeOptions:
         check_choice("hessian", self.hessian, HESSIANS)
         check_choice("eigensolver", self.eigensolver, EIGENSOLVERS)
         split_value = check_split(self.split, self.split_value, self.split_by)
-        for name in ("k", "batch_size", "dense_max", "max_elements"):
+        for name in ("k", "batch_size", "dense_max", "max_elements", "lanczos_block"):
             if getattr(self, name) < 1:
                 raise AnalysisError(f"--{name.replace('_', '-')}: must be ≥ 1, got {getattr(self, name)}")
         if self.top_k is not None and self.top_k < 1:
@@ -145,10 +152,12 @@ def decompose(
             (test sample, partner) a pair of its own; ``pair_space`` ``input`` (Euclidean distance of the model
             inputs, as in the paper) or ``layer``; ``hessian`` ``kron`` (closed form for a final layer),
             ``ggn`` (exact where every module above is piecewise linear), ``autograd`` or ``auto``;
-            ``eigensolver`` ``dense``/``lanczos``/``auto`` — with fewer directions than parameters the rest of
-            the gap is the exact ``residual_gap``; ``include_bias`` puts the bias in the Hessian after the
-            weights, θ = [W.flat, b]; the default is the paper's weights-only Hessian, θ = W.flat (the dual bias
-            change is zero either way, so only the eigenbasis differs); ``split*`` the sharp/flat rule
+            ``eigensolver`` ``dense``/``lanczos``/``block``/``auto`` — with fewer directions than parameters
+            the rest of the gap is carried exactly (``residual_gap``, of it ``residual_mean_gap`` in the mean
+            terms; every total equals the full eigendecomposition's, docs/theory.md "Top-k"); ``include_bias``
+            puts the bias in the Hessian after the weights, θ = [W.flat, b]; the default is the paper's
+            weights-only Hessian, θ = W.flat (the dual bias change is zero either way, so only the eigenbasis
+            differs); ``split*`` the sharp/flat rule
             (:mod:`analysis.stats`); ``dtype`` the compute dtype from the layer upward (float64 default; float32
             about twice as fast, identities then hold to float32 precision).
         progress: show a progress bar over the stages (or a :class:`analysis.progress.Stages` to report to).
@@ -226,10 +235,19 @@ def _choose_methods(layer: _Layer, opts: DecomposeOptions) -> tuple[str, str, in
         )
     top_k, solver, n = opts.top_k, opts.eigensolver, layer.n_params
     if solver == "auto":
-        solver = "dense" if n <= opts.dense_max and (top_k is None or top_k >= n) else "lanczos"
-    if solver == "lanczos":
+        if n <= opts.dense_max and (top_k is None or top_k >= n):
+            solver = "dense"
+        else:
+            solver = "block" if _has_blocks(layer, method, solver, opts) else "lanczos"
+    if solver in ("lanczos", "block"):
         top_k = min(n, top_k if top_k is not None else DEFAULT_TOP_K)
     return method, solver, top_k
+
+
+def _has_blocks(layer: _Layer, method: str, solver: str, opts: DecomposeOptions) -> bool:
+    """Whether the Hessian is built from per-sample curvature blocks B_n (fast batched products)."""
+    d = layer.W.shape[0]
+    return method in ("kron", "ggn") and (solver == "dense" or layer.a_train.shape[0] * d * d <= opts.max_elements)
 
 
 def _losses(layer: _Layer, y_tr, y_te):
@@ -270,42 +288,53 @@ def _dual(layer: _Layer, test_idx, partner_idx, loss_tr, loss_te, z_te):
     return dual, delta_loss, scale, logits_error, loss_error
 
 
-def _hessian(layer: _Layer, method: str, solver: str, logits_tr, z_tr, opts: DecomposeOptions):
-    """The dense layer Hessian (solver ``dense``) or its matrix-vector product (``lanczos``)."""
-    d = layer.W.shape[0]
+def _hessian(layer: _Layer, method: str, solver: str, logits_tr, z_tr, opts: DecomposeOptions) -> HessianOperator:
+    """The layer Hessian as an operator (its dense form for solver ``dense``, its products for ``lanczos``)."""
     a_tr, with_bias = layer.a_train, layer.with_bias
-    blocks = None
-    if method in ("kron", "ggn") and (solver == "dense" or a_tr.shape[0] * d * d <= opts.max_elements):
+    if _has_blocks(layer, method, solver, opts):
         jac = None if method == "kron" else layer.upper.jacobians(z_tr, layer.x_train)
-        blocks = curvature_blocks(logits_tr, jac)
-    if solver == "dense":
-        if blocks is not None:
-            return kron_sum(blocks, a_tr, with_bias, max_elements=min(opts.max_elements, 1 << 24))
-        with torch.enable_grad():
-            return LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias).dense()
-    if blocks is not None:
-        return kron_matvec(blocks, a_tr, with_bias)
+        return kron_hessian(curvature_blocks(logits_tr, jac), a_tr, with_bias,
+                            max_elements=min(opts.max_elements, 1 << 24))
     if method in ("kron", "ggn"):
-        return ggn_matvec(layer.upper, z_tr, layer.x_train, a_tr, with_bias)
-    loss_fn = LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias)
-
-    def matvec(v):
-        with torch.enable_grad():
-            return loss_fn.hvp()(v)
-
-    return matvec
+        return ggn_hessian(layer.upper, z_tr, layer.x_train, a_tr, with_bias)
+    return LayerLoss(layer.upper, a_tr, layer.y_train, layer.x_train, layer.W, layer.b, with_bias).operator()
 
 
-def _eigen(hessian, solver: str, top_k: int | None, n_params: int, dtype, device, opts: DecomposeOptions):
+def _eigen(hessian: HessianOperator, solver: str, top_k: int | None, n_params: int, dtype, device,
+           opts: DecomposeOptions):
     """Eigenvalues (descending), eigenvectors [P, K] and the Lanczos report (None for dense)."""
     if solver == "dense":
-        evals, V = eigh_descending(hessian)
+        evals, V = eigh_descending(hessian.dense())
         if top_k is not None and top_k < n_params:
             evals, V = evals[:top_k], V[:, :top_k]
         return evals, V, None
+    if solver == "block":
+        evals, V, info = block_lanczos_topk(hessian.matmat, n_params, top_k, block=opts.lanczos_block, dtype=dtype,
+                                            device=device, tol=opts.lanczos_tol, max_iter=opts.lanczos_max_iter,
+                                            seed=opts.seed)  # fmt: skip
+        return evals, fix_signs(V), info
     evals, V, info = lanczos_topk(hessian, n_params, top_k, dtype=dtype, device=device, tol=opts.lanczos_tol,
                                   max_iter=opts.lanczos_max_iter, seed=opts.seed)
     return evals, fix_signs(V), info
+
+
+def _basis_free_totals(dual, scale: torch.Tensor, V_W: torch.Tensor, mean_w: torch.Tensor | None) -> dict:
+    """Sums over all P directions that need no eigenvectors (docs/theory.md, "Top-k"): with the pair means
+    ``w̄ = mean_n δW_n`` and ``ḡ = mean_n g_n``, ``Σ_k σ_w,k² = mean_n ‖δW_n‖² − ‖w̄‖²`` and likewise for g (the
+    trace of a covariance is the same in every orthonormal basis), and, for ``mean_w`` of K < P directions,
+    the mean terms outside them, ``Σ_{k≥K} μ_g,k μ_w,k = ḡ · (I − V Vᵀ) w̄`` (evaluated from the explicit
+    remainder vector)."""
+    n = dual.u.shape[0]
+    w_bar = (dual.u.T @ dual.a_hat / n).reshape(-1)
+    g_bar = ((scale[:, None] * dual.u).T @ dual.a_hat / n).reshape(-1)
+    out = {
+        "var_w": float(dual.sq_norm.mean() - w_bar @ w_bar),
+        "var_g": float((scale.pow(2) * dual.sq_norm).mean() - g_bar @ g_bar),
+        "residual_mean": 0.0,
+    }
+    if mean_w is not None:
+        out["residual_mean"] = float(g_bar @ (w_bar - V_W @ mean_w))
+    return out
 
 
 def _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, stages: Stages,
@@ -338,8 +367,9 @@ def _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, stages: Stages,
                                            opts.split, opts.split_value, opts.split_by), device=st.sigma_g.device)
         contrib = st.contributions
         pairwise = float(delta_loss.mean())
-        mean_gap = float(st.mean_terms.sum())
-        total = mean_gap + float(contrib.sum()) + residual
+        total = float(st.mean_terms.sum()) + float(contrib.sum()) + residual
+        totals = _basis_free_totals(dual, scale, V[: d * m], st.mean_w if partial else None)
+        mean_gap = float(st.mean_terms.sum()) + totals["residual_mean"]
 
     def np64(t):
         return t.detach().to(torch.float64).cpu().numpy()
@@ -349,8 +379,10 @@ def _decompose(model, name, lin, x_tr, y_tr, x_te, y_te, dtype, stages: Stages,
         mean_g=np64(st.mean_g), mean_w=np64(st.mean_w), contributions=np64(contrib),
         mean_terms=np64(st.mean_terms),
         pairwise_gap=pairwise, true_gap=float(loss_te.mean() - loss_tr.mean()),
-        sharp_gap=float(contrib[sharp].sum()), flat_gap=float(contrib[~sharp].sum()) + residual,
-        n_sharp=int(sharp.sum()), mean_gap=mean_gap, residual_gap=residual,
+        sharp_gap=float(contrib[sharp].sum()),
+        flat_gap=float(contrib[~sharp].sum()) + residual - totals["residual_mean"],
+        n_sharp=int(sharp.sum()), mean_gap=mean_gap, residual_gap=residual, residual_mean_gap=totals["residual_mean"],
+        sigma_w_sq_total=totals["var_w"], sigma_g_sq_total=totals["var_g"],
         train_loss=float(loss_tr.mean()), test_loss=float(loss_te.mean()),
         decomposition_error=abs(total - pairwise), duality_check_error=logits_error, duality_loss_error=loss_error,
         layer=name, layer_shape=(d, m), has_bias=lin.bias is not None, bias_in_hessian=layer.with_bias,

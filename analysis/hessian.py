@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from analysis.hvp import HessianOperator
 from analysis.layer import Upper, quiet_forward_ad
 
 # The packed form does half the multiply-adds of the block form but writes Tm = m(m+1)/2 packed products per
@@ -206,6 +207,45 @@ def ggn_matvec(upper: Upper, z: torch.Tensor, x: torch.Tensor | None, a: torch.T
     return mv
 
 
+def _n_params(d: int, m0: int, with_bias: bool) -> int:
+    return d * m0 + (d if with_bias else 0)
+
+
+def kron_hessian(B: torch.Tensor, a: torch.Tensor, with_bias: bool, max_elements: int = 1 << 24) -> HessianOperator:
+    """``H = mean_n B_n ⊗ ã_n ã_nᵀ`` as an operator: products without forming H, the dense form by
+    :func:`kron_sum`."""
+    n, d, _ = B.shape
+    m0 = a.shape[1]
+    return HessianOperator(_n_params(d, m0, with_bias), kron_matvec(B, a, with_bias), dtype=a.dtype, device=a.device,
+                           matmat=kron_matmat(B, a, with_bias),
+                           dense=lambda: kron_sum(B, a, with_bias, max_elements=max_elements))  # fmt: skip
+
+
+def kron_matmat(B: torch.Tensor, a: torch.Tensor, with_bias: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``V ↦ H V`` for a block of columns ``V`` [P, k], one pass over the samples for all k columns."""
+    n, d, _ = B.shape
+    m0 = a.shape[1]
+
+    def mm(V: torch.Tensor) -> torch.Tensor:
+        k = V.shape[1]
+        Vw = V[: d * m0].T.reshape(k * d, m0)
+        t = (a @ Vw.T).reshape(n, k, d)
+        if with_bias:
+            t = t + V[d * m0 :].T[None]
+        s = torch.bmm(t, B)  # B_n symmetric: s_nk = B_n t_nk
+        out = (s.reshape(n, k * d).T @ a).reshape(k, d * m0).T / n
+        return torch.cat([out, s.sum(0).T / n]) if with_bias else out
+
+    return mm
+
+
+def ggn_hessian(upper: Upper, z: torch.Tensor, x: torch.Tensor | None, a: torch.Tensor,
+                with_bias: bool) -> HessianOperator:  # fmt: skip
+    """The Gauss-Newton matrix as an operator (products through the upper map, no per-sample blocks)."""
+    return HessianOperator(_n_params(z.shape[1], a.shape[1], with_bias), ggn_matvec(upper, z, x, a, with_bias),
+                           dtype=a.dtype, device=a.device)
+
+
 class LayerLoss:
     """The mean training loss as a function of the layer's parameters θ (for torch.func)."""
 
@@ -245,6 +285,21 @@ class LayerLoss:
             return out / n
 
         return mv
+
+    def operator(self) -> HessianOperator:
+        """The exact Hessian as an operator: forward-over-reverse products, :meth:`dense` as its dense form."""
+        mv = self.hvp()
+
+        def matvec(v: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                return mv(v)
+
+        def dense() -> torch.Tensor:
+            with torch.enable_grad():
+                return self.dense()
+
+        return HessianOperator(self.theta.numel(), matvec, dtype=self.theta.dtype, device=self.theta.device,
+                               dense=dense)
 
     def dense(self, basis_chunk: int = 64) -> torch.Tensor:
         """The dense Hessian, ``vmap`` of Hessian-vector products over blocks of basis vectors."""

@@ -122,3 +122,88 @@ def _ritz(alphas: list[float], betas: list[float], k: int) -> tuple[torch.Tensor
     theta, S = torch.linalg.eigh(T)
     kk = min(k, J)
     return theta[-kk:].flip(0), S[:, -kk:].flip(1)
+
+
+def block_lanczos_topk(
+    matmat: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    k: int,
+    *,
+    block: int = 8,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    tol: float = 1e-10,
+    max_iter: int | None = None,
+    seed: int = 0,
+    warn: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, LanczosInfo]:
+    """The ``k`` algebraically largest eigenpairs from products with blocks of vectors (block Krylov).
+
+    The same answer as :func:`lanczos_topk` for operators whose product with ``b`` vectors costs far less than
+    ``b`` products with one (one pass over the data for the whole block).  The Krylov space
+    ``span[X, HX, H²X, …]`` of a random ``[n, block]`` start grows a block at a time, each new block
+    orthogonalised twice against all previous ones; ``H Q`` is kept, so the Rayleigh-Ritz pairs ``(θ, Q s)`` of
+    ``T = Qᵀ H Q`` have explicit residuals ``‖H Q s − θ Q s‖`` (not estimates).  Stops when the ``k`` largest
+    are all below ``tol · max|θ|`` or the space holds ``max_iter`` vectors (default ``max(6k, 2k + 10·block)``).
+    Columns that fall into the space already spanned (an invariant subspace, e.g. a null space) are replaced
+    by fresh random directions, so degenerate eigenvalues are found too.  ``iterations`` counts vectors.
+    """
+    k = max(1, min(k, n))
+    b = max(1, min(block, n))
+    cap = min(n, max_iter if max_iter is not None else max(6 * k, 2 * k + 10 * b))
+    gen = torch.Generator().manual_seed(seed)
+    Q = torch.zeros(n, cap, dtype=dtype, device=device)
+    HQ = torch.zeros(n, cap, dtype=dtype, device=device)
+    T = torch.zeros(cap, cap, dtype=dtype, device=device)
+
+    def orthonormal_block(X: torch.Tensor, j: int) -> torch.Tensor:
+        """Columns of X orthonormalised against Q[:, :j] and each other (block Gram-Schmidt and QR, then once
+        more for working-precision orthogonality); columns (nearly) in the span already are replaced by random
+        ones, or dropped after a few tries."""
+        X = X[:, : n - j]
+        Qj = Q[:, :j]
+        for _ in range(4):
+            norm0 = X.norm(dim=0).clamp_min(1e-300)
+            Y = X - Qj @ (Qj.T @ X)
+            Y = Y - Qj @ (Qj.T @ Y)
+            Y, R = torch.linalg.qr(Y)
+            weak = torch.diagonal(R).abs() <= 1e-8 * norm0  # what is new in each column, relative to its size
+            if not bool(weak.any()):
+                break
+            X = X.clone()
+            X[:, weak] = torch.randn(n, int(weak.sum()), generator=gen, dtype=dtype).to(Q.device)
+        Y = Y[:, ~weak]
+        Y = Y - Qj @ (Qj.T @ Y)
+        return torch.linalg.qr(Y)[0]
+
+    X = orthonormal_block(torch.randn(n, b, generator=gen, dtype=dtype).to(Q.device), 0)
+    j = 0
+    theta = S = None
+    max_res, converged = float("inf"), False
+    while X.shape[1] > 0:
+        w = X.shape[1]
+        Q[:, j : j + w] = X
+        HQ[:, j : j + w] = matmat(X)
+        T[: j + w, j : j + w] = Q[:, : j + w].T @ HQ[:, j : j + w]
+        T[j : j + w, :j] = T[:j, j : j + w].T
+        j += w
+        Tj = (T[:j, :j] + T[:j, :j].T) / 2
+        evals, evecs = torch.linalg.eigh(Tj)
+        kk = min(k, j)
+        theta, S = evals[-kk:].flip(0), evecs[:, -kk:].flip(1)
+        R = HQ[:, :j] @ S - Q[:, :j] @ (S * theta)
+        max_res = float(R.norm(dim=0).max())
+        top = max(float(theta.abs().max()), 1e-300)
+        if kk == k and max_res <= tol * top:
+            converged = True
+            break
+        if j >= cap:
+            break
+        X = orthonormal_block(HQ[:, j - w : j].clone(), j)[:, : cap - j]
+    V = Q[:, :j] @ S
+    if not converged and warn:
+        warnings.warn(
+            f"block Lanczos: top-{k} eigenpairs not converged with {j} vectors (max residual {max_res:.3g}); raise "
+            "lanczos_max_iter", stacklevel=2
+        )
+    return theta, V, LanczosInfo(j, max_res, converged)

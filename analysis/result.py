@@ -30,10 +30,15 @@ class DualityResult:
     ``contributions`` ΔL_k = ρ_k σ_g,k σ_w,k and ``mean_terms`` μ_g,k μ_w,k.
 
     Gaps: ``pairwise_gap`` = mean_n Δℓ_n; ``true_gap`` = L_test − L_train; ``sharp_gap`` = Σ_{k<n_sharp} ΔL_k;
-    ``flat_gap`` = Σ_{k≥n_sharp} ΔL_k + ``residual_gap``; ``mean_gap`` = Σ_k μ_g,k μ_w,k;
-    ``residual_gap`` = mean_n g_n·(I − VVᵀ)δW_n, the part outside the K analysed directions (0 for a full
-    eigenbasis).  Exactly: ``pairwise_gap = sharp_gap + flat_gap + mean_gap`` (``decomposition_error`` is
-    the measured deviation).
+    ``flat_gap`` = Σ_{k≥n_sharp} ΔL_k over all P directions; ``mean_gap`` = Σ_k μ_g,k μ_w,k over all P
+    directions.  With K < P analysed directions the directions beyond K enter through two exact remainders:
+    ``residual_gap`` = mean_n g_n·(I − VVᵀ)δW_n (everything outside the K directions, 0 for a full
+    eigenbasis) of which ``residual_mean_gap`` = ḡ·(I − VVᵀ)w̄ is the mean terms' part; so
+    ``flat_gap`` = Σ_{n_sharp≤k<K} ΔL_k + ``residual_gap`` − ``residual_mean_gap`` and ``mean_gap`` =
+    Σ_{k<K} μ_g,k μ_w,k + ``residual_mean_gap``: the same totals as a full eigendecomposition.  Exactly:
+    ``pairwise_gap = sharp_gap + flat_gap + mean_gap`` (``decomposition_error`` is the measured deviation).
+    ``sigma_w_sq_total`` = Σ_k σ_w,k² and ``sigma_g_sq_total`` = Σ_k σ_g,k² over all P directions (basis-free
+    traces, exact for any K); :attr:`size` sums σ_w over the K analysed directions only.
 
     Signs of eigenvectors are fixed so that each one's largest-magnitude component is positive (this fixes the
     signs of ``mean_g``/``mean_w``; all other quantities do not depend on it).
@@ -54,6 +59,9 @@ class DualityResult:
     n_sharp: int
     mean_gap: float = 0.0
     residual_gap: float = 0.0
+    residual_mean_gap: float = 0.0
+    sigma_w_sq_total: float = float("nan")
+    sigma_g_sq_total: float = float("nan")
     train_loss: float = float("nan")
     test_loss: float = float("nan")
     decomposition_error: float = float("nan")
@@ -120,7 +128,7 @@ class DualityResult:
         c = self.contributions
         return dataclasses.replace(
             self, n_sharp=int(mask.sum()), sharp_gap=float(c[mask].sum()),
-            flat_gap=float(c[~mask].sum()) + self.residual_gap,
+            flat_gap=float(c[~mask].sum()) + self.residual_gap - self.residual_mean_gap,
             split_rule=rule, split_by=by, split_value=SPLIT_DEFAULTS[rule] if value is None else value,
         )  # fmt: skip
 

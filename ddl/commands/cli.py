@@ -1,4 +1,4 @@
-"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``sweep``, ``clock``, ``demo``.
+"""The ``ddl`` command: ``train``, ``analyze``, ``compare``, ``sweep``, ``clock``, ``demo``, ``data``.
 
 Training flags are generated from :class:`ddl.config.TrainConfig` and analysis flags from
 :class:`analysis.decompose.DecomposeOptions` (:mod:`ddl.commands.flags`), so the CLI, config files and the Python
@@ -51,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "  ddl compare runs/ssgd runs/dp --out runs/report\n"
         "  ddl sweep --learners 16 --grid algo=ssgd,dpsgd --grid lr=0.1,0.5 --seeds 0 1 --out runs/sweep\n"
         "  ddl clock --model resnet18 --learners 16 --out runs/clock\n"
-        "  ddl demo --out runs/demo",
+        "  ddl demo --out runs/demo\n"
+        "  ddl data pack --dataset fashion-mnist --to data/fashion-mnist",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{train,analyze,compare,sweep,clock,demo}", parser_class=_Parser)
+                                metavar="{train,analyze,compare,sweep,clock,demo,data}", parser_class=_Parser)
     tr = sub.add_parser("train", help="train n learners with SSGD or DPSGD and write a run directory")
     tr.add_argument("--config", help="JSON/YAML/TOML file of flag values (flags given here override it)")
     add_dataclass_flags(tr, TrainConfig)
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to run (default: 0 1)")
     demo.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per core)")
     demo.set_defaults(func=_cmd_demo)
+
+    from ddl.data.pack import add_data_arguments
+
+    add_data_arguments(sub.add_parser("data", help="data set files: pack them into a folder that travels with the "
+                                      "checkout (for a machine without network)"))
     return parser
 
 

@@ -28,7 +28,8 @@ from ddl.compute.learners import MODES as SIM_MODES
 from ddl.config.fieldtypes import field_types, flag_name
 from ddl.data import DATASETS
 from ddl.errors import ConfigError
-from ddl.models.factory import INITS, MODELS
+from ddl.models.cifar import PAPER_WIDTHS
+from ddl.models.factory import INITS, MODELS, check_width
 
 ALGOS = tuple(ALGORITHMS)
 DTYPES = ("float32", "float64")
@@ -95,6 +96,9 @@ class TrainConfig:
     dropout: float = _field(0.0, "MLP dropout after hidden layer 1", "model")
     init: str = _field("default", "weight init", "model", choices=INITS)
     init_scale: float = _field(1.0, "multiply initial weights by s", "model")
+    width: int | None = _field(None, "ResNet-18 base channels / DenseNet-121 growth rate (depth, blocks, BatchNorm "
+                               "and final layer unchanged; default: the paper's, 64 / 32, written to config.json)",
+                               "model")
     dtype: str = _field("float32", "parameter dtype", "model", choices=DTYPES)
     # a precision choice like dtype: it changes the numbers a run produces, so it is part of the experiment
     amp: str = _field("off", "mixed precision of the learners' forward/backward: off (exact --dtype) or bf16 "
@@ -162,6 +166,9 @@ class TrainConfig:
             for x in (v if isinstance(v, list) else [v]):
                 if x is not None:
                     _check_range(name, x, lo, lo_open, hi, hi_open)
+        check_width(self.model, self.width)
+        if self.width is None and self.model in PAPER_WIDTHS:  # recorded as the number it is
+            self.width = PAPER_WIDTHS[self.model]
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
         return self
@@ -208,6 +215,7 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "hidden": (1, False, None, False),
     "dropout": (0, False, 1, True),
     "init_scale": (0, True, None, False),
+    "width": (1, False, None, False),
     "train_per_class": (1, False, None, False),
     "test_per_class": (1, False, None, False),
     "label_noise": (0, False, 1, True),

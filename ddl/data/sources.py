@@ -48,10 +48,11 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims)
 
 
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _find_idx(directory: Path, stem: str) -> Path | None:
+def find_idx(directory: Path, stem: str) -> Path | None:
+    """``directory/stem`` or ``directory/stem.gz``, whichever exists (None if neither)."""
     for name in (stem, stem + ".gz"):
         if (directory / name).is_file():
             return directory / name
@@ -67,9 +68,9 @@ def _mnist_like(name: str, directory: Path):
         te = tv_cls(str(directory), train=False, download=False)
         arrays = (tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy())
     else:  # the four IDX files directly in the directory (e.g. Debian's dataset-fashion-mnist)
-        paths = [_find_idx(directory, s) for s in _IDX_FILES]
+        paths = [find_idx(directory, s) for s in IDX_FILES]
         if any(p is None for p in paths):
-            missing = [s for s, p in zip(_IDX_FILES, paths) if p is None]
+            missing = [s for s, p in zip(IDX_FILES, paths) if p is None]
             raise FileNotFoundError(
                 f"{name} not found in {directory}: expected {directory}/{tv_cls.__name__}/raw/ "
                 f"or the IDX files {', '.join(missing)}[.gz] there"

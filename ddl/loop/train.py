@@ -93,7 +93,7 @@ class Trainer:
         self.eval_test = None if k is None else stratified_subset(d.y_test, k, 0, "eval-test").to(self.device)
         self.model = build_model(
             cfg.model, d.input_shape, d.num_classes, hidden=tuple(cfg.hidden), bias=cfg.bias,
-            dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed,
+            dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
         self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)

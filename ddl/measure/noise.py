@@ -35,8 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.func import grad, vjp, vmap
+from torch.func import grad, vmap
 
+from analysis.hvp import HessianOperator, loss_hessian, loss_hvp
 from analysis.lanczos import lanczos_topk
 from ddl.comm import Collective
 
@@ -83,11 +84,8 @@ class NoiseMeter:
         self.loss_fn = loss_fn
         self._grad = grad(loss_fn, has_aux=True)
 
-        def hvp(w, v, buffers, x, y):
-            # H v as the vector-Jacobian product of the gradient (H is symmetric): reverse over reverse, several
-            # times faster than forward-over-reverse jvp for these models
-            return vjp(lambda w_: self._grad(w_, buffers, x, y)[0], w)[1](v)[0]
-
+        # H v reverse over reverse (analysis.hvp), several times faster than forward-over-reverse for these models
+        hvp = loss_hvp(lambda w, buffers, x, y: self._grad(w, buffers, x, y)[0])
         # per learner: its own weights (or w̄), the shared buffers, its own minibatch; random ops are an error
         self._grads_own = vmap(self._grad, in_dims=(0, None, 0, 0), randomness="error")
         self._hvp_learners = vmap(hvp, in_dims=(None, 0, None, 0, 0), randomness="error")
@@ -106,15 +104,14 @@ class NoiseMeter:
             g += frac * self._grad(w, buffers, x, y)[0]
         return g
 
+    def full_hessian(self, w: torch.Tensor, buffers: dict[str, torch.Tensor]) -> HessianOperator:
+        """H(w) of L over the reference samples (plain double backward, chunk by chunk)."""
+        return loss_hessian(lambda w_, x, y: self.loss_fn(w_, buffers, x, y)[0], w,
+                            lambda: ((frac, (x, y)) for frac, x, y in self._chunks()))
+
     def full_hvp(self, w: torch.Tensor, v: torch.Tensor, buffers: dict[str, torch.Tensor]) -> torch.Tensor:
-        """H(w) v of L over the reference samples (plain double backward, chunk by chunk)."""
-        out = torch.zeros_like(w)
-        with torch.enable_grad():
-            for frac, x, y in self._chunks():
-                w_ = w.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(self.loss_fn(w_, buffers, x, y)[0], w_, create_graph=True)
-                out += frac * torch.autograd.grad(g, w_, grad_outputs=v)[0]
-        return out
+        """H(w) v of L over the reference samples."""
+        return self.full_hessian(w, buffers).matvec(v)
 
     # ---- one measurement ------------------------------------------------------------------------------------
     @property
@@ -154,7 +151,7 @@ class NoiseMeter:
         if comm.is_main:
             g_full = self.full_grad(w_bar, bufs)
             v0 = None if self._V0 is None else self._V0.sum(1)  # warm start rich in all previous top directions
-            evals, V, info = lanczos_topk(lambda v: self.full_hvp(w_bar, v, bufs), P, k, dtype=dt,
+            evals, V, info = lanczos_topk(self.full_hessian(w_bar, bufs), P, k, dtype=dt,
                                           device=w_bar.device, tol=self.tol, max_iter=self.max_iter,
                                           seed=self.seed + step, v0=v0, warn=False)  # fmt: skip
             packed[:P] = g_full

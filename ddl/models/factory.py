@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ddl.errors import ConfigError
-from ddl.models.cifar import densenet121, resnet18
+from ddl.models.cifar import PAPER_WIDTHS, densenet121, resnet18
 from ddl.models.cnn import LeNet
 from ddl.models.mlp import MLP
 
@@ -29,17 +29,21 @@ def build_model(
     init: str = "default",
     init_scale: float = 1.0,
     seed: int | None = None,
+    width: int | None = None,
 ) -> nn.Module:
     """A freshly initialised model; with ``seed`` the initial weights depend on it alone.
 
     ``bias`` and ``dropout`` apply to the MLP (the paper's default is no bias, no dropout); the CNN always has
     biases, the torchvision models keep theirs.  ``init='xavier'`` re-initialises every conv/linear weight
     Xavier-uniform (biases zero); any init is then multiplied by ``init_scale`` (the paper's ``s``).
+    ``width`` is ResNet-18's base channel count / DenseNet-121's growth rate (default: the paper's, 64 / 32);
+    the other models have none.
     """
     if name not in MODELS:
         raise ModelError(f"--model: unknown model {name!r}; accepted: {', '.join(MODELS)}")
     if init not in INITS:
         raise ModelError(f"--init: unknown init {init!r}; accepted: {', '.join(INITS)}")
+    check_width(name, width)
     if seed is not None:
         torch.manual_seed(seed)
     if name == "mlp":
@@ -47,9 +51,9 @@ def build_model(
     elif name == "cnn":
         model = LeNet(input_shape, num_classes)
     elif name == "resnet18":
-        model = resnet18(input_shape, num_classes)
+        model = resnet18(input_shape, num_classes, width or PAPER_WIDTHS[name])
     else:
-        model = densenet121(input_shape, num_classes)
+        model = densenet121(input_shape, num_classes, width or PAPER_WIDTHS[name])
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -62,6 +66,28 @@ def build_model(
                     if m.bias is not None:
                         m.bias.mul_(init_scale)
     return model
+
+
+def check_width(model: str, width: int | None) -> None:
+    """A one-line error unless ``width`` is None or a positive width of a model that has one."""
+    if width is None:
+        return
+    if model not in PAPER_WIDTHS:
+        raise ModelError(f"--width: only {' and '.join(PAPER_WIDTHS)} have a width (got --model {model})")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ModelError(f"--width: must be a positive integer, got {width!r}")
+
+
+def final_layer_name(model: nn.Module) -> str:
+    """The model's final fully connected layer: the name it declares in ``final_layer_name`` (ResNet-18 ``fc``,
+    DenseNet-121 ``classifier``), else the last ``nn.Linear`` in module order (the MLP's and the CNN's last
+    layer).  ``ddl analyze`` decomposes this layer unless ``--layer`` says otherwise."""
+    name = getattr(model, "final_layer_name", None)
+    if name is None:
+        return last_linear_name(model)
+    if not isinstance(model.get_submodule(name), nn.Linear):
+        raise ModelError(f"model declares final layer {name!r}, which is not an nn.Linear")
+    return name
 
 
 def last_linear_name(model: nn.Module) -> str:

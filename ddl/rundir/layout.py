@@ -127,7 +127,7 @@ class Run:
         if num_classes is None:
             num_classes = self.dataset().num_classes
         model = build_model(c.model, INPUT_SHAPES[c.dataset], num_classes, hidden=tuple(c.hidden), bias=c.bias,
-                            dropout=c.dropout, init=c.init)
+                            dropout=c.dropout, init=c.init, width=c.width)
         if c.dtype == "float64":
             model = model.double()
         model.load_state_dict(self._load("averaged.pt", map_location))
