@@ -102,3 +102,20 @@ def test_report_labels_and_baseline_come_from_the_declaration(gossip):
     assert base_label(TrainConfig(algo=gossip, learners=4, topology="torus", lr=0.5)) == "GOSSIP-T n=4 torus lr=0.5"
     assert base_label(TrainConfig(algo=SSGD.name, learners=4, topology="torus", lr=0.5)) == "SSGD n=4 lr=0.5"
     assert algorithms.is_baseline(SSGD.name) and not algorithms.is_baseline(gossip)
+
+
+def test_groups_take_their_algorithms_colour_when_one_per_algorithm(tmp_path):
+    from pathlib import Path
+
+    from ddl.report.groups import make_groups
+    from ddl.report.runs import RunData
+
+    def run(algo, lr, seed=0):
+        return RunData(Path(tmp_path / f"{algo}-{lr}-{seed}"), TrainConfig(algo=algo, learners=4, lr=lr, seed=seed),
+                       {}, [], [], None, [])
+
+    groups = make_groups([run(DPSGD.name, 0.1), run(SSGD.name, 0.1), run(SSGD.name, 0.1, seed=1)])
+    assert [g.algo for g in groups] == [SSGD.name, DPSGD.name]  # the baseline first
+    assert [g.color for g in groups] == [SSGD.identity.color, DPSGD.identity.color]
+    groups = make_groups([run(SSGD.name, 0.1), run(SSGD.name, 0.2), run(DPSGD.name, 0.1)])
+    assert [g.color for g in groups] == ["C0", "C1", "C2"]  # several groups of one algorithm: one colour each
