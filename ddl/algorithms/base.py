@@ -52,6 +52,11 @@ class Algorithm(ABC):
     #: config fields the constructor takes as keyword arguments (a period, a compressor, the seed of its own
     #: random stream); :func:`ddl.algorithms.build_algorithm` passes them from the run's config
     options: ClassVar[tuple[str, ...]] = ()
+    #: the average weight w̄ moves as heavy-ball SGD on ḡ = (1/n) Σ_a [∇L_{μ_a}(w_a) + decay at w_a], each
+    #: learner's gradient at its own weights: then the algorithm's extra noise relative to the SSGD step at w̄ is
+    #: η = (1/n) Σ_a [∇L_{μ_a}(w_a) − ∇L_{μ_a}(w̄)], what the noise meter measures (docs/theory.md §8); an
+    #: algorithm for which it does not hold (stale gradients) says False and the meter refuses it
+    mean_follows_own_gradients: ClassVar[bool] = True
 
     @classmethod
     def communication_for(cls, cfg: Any = None) -> Communication:
