@@ -64,6 +64,12 @@ class Algorithm(ABC):
         with a config-dependent fact (a period, a compression ratio) fills it in here."""
         return cls.communication
 
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """A :class:`~ddl.errors.ConfigError` naming the flag when ``cfg`` asks this algorithm for something it
+        does not do (called by ``TrainConfig.validate``, before anything is written)."""
+        cls.communication_for(cfg)
+
     def __init__(self, gradients: LearnerGradients, comm: Collective, momentum: float = 0.0,
                  weight_decay_kind: str = "l2sq"):
         self.gradients = gradients
