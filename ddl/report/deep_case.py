@@ -104,8 +104,8 @@ class Comparison:
                  f"({'flatter' if flatter else 'not flatter'})",
                  f"size Σσ_w ratio {size:.2f} ({'about the same' if same_size else 'different'})",
                  f"true gap {format_stat(g_dp)} vs {format_stat(g_ss)} ({'smaller' if smaller_gap else 'not smaller'}"
-                 f"{', beyond' if beyond else ', within'} the seed spread)" if math.isfinite(spread) else
-                 f"true gap {format_stat(g_dp)} vs {format_stat(g_ss)}",
+                 + (f"{', beyond' if beyond else ', within'} the seed spread)" if math.isfinite(spread) else
+                    ", one seed in at least one: spread unknown)"),
                  f"sharp part {sh_dp:.4g} vs {sh_ss:.4g}",
                  f"test error {format_stat(e_dp, 'err')} vs {format_stat(e_ss, 'err')}"]  # fmt: skip
         agree = [n for n, ok in (("flatter", flatter), ("same size", same_size), ("smaller gap", smaller_gap)) if ok]
