@@ -28,9 +28,10 @@ from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
 from ddl.compute.flat import FlatSpec
 from ddl.compute.learners import LearnerGradients, evaluate
-from ddl.compute.stream import MinibatchStream
+from ddl.compute.stream import MinibatchStream, ShardStream
 from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
+from ddl.data.partition import class_histograms, dirichlet_shards
 from ddl.errors import ConfigError, RunDirError
 from ddl.loop.progress import progress_bar
 from ddl.measure.clock import RunClock
@@ -96,7 +97,17 @@ class Trainer:
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
-        self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
+        self.partition: dict | None = None  # per-learner shards (non-IID data): written to partition.json
+        if cfg.partition == "dirichlet":
+            shards = dirichlet_shards(d.y_train, cfg.learners, cfg.dirichlet_alpha, cfg.seed, min_size=cfg.batch_size)
+            self.stream = ShardStream(shards, cfg.batch_size, cfg.seed)
+            self.partition = {
+                "partition": cfg.partition, "alpha": cfg.dirichlet_alpha, "min_size": cfg.batch_size,
+                "classes": d.num_classes, "shard_sizes": [int(s.numel()) for s in shards],
+                "histograms": class_histograms(d.y_train, shards, d.num_classes),
+            }
+        else:
+            self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         topology = make_topology(cfg.topology, cfg.learners)
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
@@ -391,6 +402,8 @@ class Trainer:
     def _prepare_out(self) -> None:
         self.files.prepare(self.cfg.overwrite)
         self._write_config()
+        if self.partition is not None:
+            self.files.write_partition(self.partition)
 
     def _write_config(self) -> None:
         cfg = self.cfg.to_dict()
