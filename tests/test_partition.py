@@ -117,3 +117,7 @@ def test_dirichlet_run_writes_histograms(tmp_path):
     assert len(part["histograms"]) == 4 and part["classes"] == 10
     assert [sum(h) for h in part["histograms"]] == part["shard_sizes"]
     assert sum(part["shard_sizes"]) == 400
+    from ddl.report.comparison import build_report
+
+    build_report([tmp_path / "dir"], tmp_path / "report")
+    assert (tmp_path / "report" / "partition.png").is_file()
