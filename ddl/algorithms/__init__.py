@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ddl.algorithms.adpsgd import ADPSGD
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.dpsgd import DPSGD
@@ -21,7 +22,7 @@ from ddl.comm import Collective
 from ddl.compute.learners import LearnerGradients
 from ddl.errors import ConfigError
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"ssgd": SSGD, "dpsgd": DPSGD}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (SSGD, DPSGD, ADPSGD)}
 
 _baselines = [name for name, cls in ALGORITHMS.items() if cls.identity.baseline]
 assert len(_baselines) == 1, f"exactly one registered algorithm must be the baseline, found {_baselines}"
@@ -60,14 +61,20 @@ def is_baseline(name: str) -> bool:
 
 
 def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, momentum: float,
-                    topology: Topology, weight_decay_kind: str = "l2sq") -> Algorithm:
-    """The algorithm called ``name``; the topology is passed to those that mix over it."""
+                    topology: Topology, weight_decay_kind: str = "l2sq",
+                    asynchronous: dict[str, Any] | None = None) -> Algorithm:
+    """The algorithm called ``name``; the topology is passed to those that mix over it, and ``asynchronous``
+    (``events``: the :class:`~ddl.algorithms.asynchrony.EventSchedule`, ``minibatch(k, learner)``, ``seed``) to
+    those that are not synchronous."""
     cls = algorithm_class(name)
+    kw: dict[str, Any] = {"weight_decay_kind": weight_decay_kind}
     if cls.communication.uses_topology:
-        return cls(gradients, comm, momentum, topology=topology, weight_decay_kind=weight_decay_kind)
-    return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind)
+        kw["topology"] = topology
+    if not cls.communication.synchronous:
+        kw.update(asynchronous or {})
+    return cls(gradients, comm, momentum, **kw)
 
 
-__all__ = ["ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Communication", "DPSGD", "Identity",
+__all__ = ["ADPSGD", "ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Communication", "DPSGD", "Identity",
            "LearnerState", "Mixer", "SSGD", "algorithm_class", "build_algorithm", "communication_of", "identity_of",
            "is_baseline", "label_of"]

@@ -88,6 +88,11 @@ class Algorithm(ABC):
     def _replace_weights(self, state: LearnerState, new: torch.Tensor) -> None:
         self._previous, state.W = state.W, new
 
+    def metrics(self) -> dict[str, Any]:
+        """Facts of the algorithm's own to add to the next metrics record (e.g. an asynchronous algorithm's
+        staleness since the last record); none by default."""
+        return {}
+
     @abstractmethod
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

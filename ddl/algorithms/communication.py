@@ -6,7 +6,7 @@ model, the experiment key of a configuration, the noise figures and the reports'
 read these facts; no code outside ``ddl/algorithms`` tests an algorithm's name (``tests/test_architecture.py``
 counts the literals).
 
-How the algorithms of the literature declare themselves (only SSGD and DPSGD exist so far):
+How the algorithms of the literature declare themselves (SSGD, DPSGD and AD-PSGD exist here):
 
 ==================  ===================  ===============  ======================  ===========  ================
 algorithm           gradient_allreduce   neighbour_mixing global_average_every    synchronous  message_fraction

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from ddl import __version__
-from ddl.algorithms import LearnerState, build_algorithm
+from ddl.algorithms import LearnerState, algorithm_class, build_algorithm
+from ddl.algorithms.asynchrony import EventSchedule
 from ddl.algorithms.schedule import learning_rate, weight_decay
 from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
@@ -34,7 +35,7 @@ from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
 from ddl.data.partition import class_histograms, dirichlet_shards
 from ddl.errors import ConfigError, RunDirError
 from ddl.loop.progress import progress_bar
-from ddl.measure.clock import RunClock
+from ddl.measure.clock import ComputeModel, Network, RunClock, model_message_bytes
 from ddl.models import build_model
 from ddl.rundir.directory import RunDirectory
 
@@ -111,7 +112,7 @@ class Trainer:
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         topology = make_topology(cfg.topology, cfg.learners)
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
-                                    cfg.weight_decay_kind)
+                                    cfg.weight_decay_kind, self._asynchronous(cfg))
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
         self.topology = topology if self.algo.communication_for(cfg).uses_topology else None
         # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
@@ -141,6 +142,26 @@ class Trainer:
                 steps_per_epoch=self.stream.steps_per_epoch,
             )
         self._resumed: dict | None = self._load_checkpoint() if cfg.resume else None
+
+    def _asynchronous(self, cfg: TrainConfig) -> dict | None:
+        """What an asynchronous algorithm needs (ignored by the others): its event schedule, drawn from the
+        clock's compute model and seed (the clock prices the same events), and each computation's minibatch."""
+        if algorithm_class(cfg.algo).communication_for(cfg).synchronous:
+            return None
+        compute = ComputeModel(cfg.compute_ms * 1e-3, cfg.jitter, cfg.straggler_prob, cfg.straggler_slowdown)
+        msg = Network.from_units(cfg.latency_us, cfg.bandwidth_gbps).message_s(
+            model_message_bytes(self.spec.numel, cfg.dtype) * algorithm_class(cfg.algo).communication_for(cfg)
+            .message_fraction)
+        events = EventSchedule(cfg.learners, compute.sampler(cfg.learners, cfg.seed).draw, msg)
+
+        def minibatch(k: int, learner: int) -> tuple[torch.Tensor, torch.Tensor]:
+            idx = self.stream.indices(k, [learner])[0].to(self.device)
+            x = self.x_train[idx]
+            if cfg.augment:
+                x = augment_cifar(x, self.stream.generator(k, learner))
+            return x, self.y_train[idx]
+
+        return {"events": events, "minibatch": minibatch, "seed": cfg.seed}
 
     # ---- averaged model and evaluation -------------------------------------------------------------
     def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -256,7 +277,7 @@ class Trainer:
                 stop = torch.zeros(1, dtype=torch.float64, device=losses.device)
                 if main:
                     rec = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "minibatch_loss": mb, **rec,
-                           "time": time.perf_counter() - t0}
+                           **self.algo.metrics(), "time": time.perf_counter() - t0}
                     if self.clock is not None:
                         rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
                     last = rec
