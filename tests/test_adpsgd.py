@@ -115,7 +115,8 @@ def test_declared_asynchronous():
 
 
 @pytest.mark.parametrize("kw,flag", [(dict(backend="ray"), "--backend"), (dict(compute_ms=None), "--compute-ms"),
-                                     (dict(resume=True), "--resume")])
+                                     (dict(resume=True), "--resume"),
+                                     (dict(measure_noise=5), "--measure-noise")])
 def test_bad_configs_are_one_line(tmp_path, kw, flag):
     with pytest.raises(ConfigError, match=flag) as e:
         _cfg(tmp_path, **kw).validate()
