@@ -39,8 +39,9 @@ times the dtype's size.  ``T_a(t)`` is the time learner ``a`` starts step ``t`` 
   is n events, and it is done at the time of its n-th event.
 
 A pattern the clock does not model is an error (:class:`ClockError`), never a silent guess: other asynchronous
-patterns and synchronous mixing with a subset of the neighbours per step (``neighbours_per_step``).  Left out on purpose: contention inside the switch fabric (beyond each learner's own
-link), the overlap of SSGD's all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives.
+patterns and synchronous mixing with a subset of the neighbours per step (``neighbours_per_step``).  Left out
+on purpose: contention inside the switch fabric (beyond each learner's own link), the overlap of SSGD's
+all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives.
 See docs/clock.md.
 
 All per-step work is vectorized over learners (numpy), so n = 1024 and thousands of steps take well under a

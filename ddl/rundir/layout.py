@@ -34,8 +34,8 @@ from analysis.io import atomic_write, plain, read_jsonl
 from ddl.config import TrainConfig, resume_conflict
 from ddl.errors import ConfigError, RunDirError
 
-__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "read_partition", "resume_config",
-           "save_torch", "write_json"]
+__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "read_partition",
+           "resume_config", "save_torch", "write_json"]
 
 
 def write_json(path: Path, obj: Any) -> None:
