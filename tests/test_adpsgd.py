@@ -115,8 +115,7 @@ def test_declared_asynchronous():
 
 
 @pytest.mark.parametrize("kw,flag", [(dict(backend="ray"), "--backend"), (dict(compute_ms=None), "--compute-ms"),
-                                     (dict(resume=True), "--resume"),
-                                     (dict(measure_noise=5), "--measure-noise")])
+                                     (dict(resume=True), "--resume")])
 def test_bad_configs_are_one_line(tmp_path, kw, flag):
     with pytest.raises(ConfigError, match=flag) as e:
         _cfg(tmp_path, **kw).validate()
@@ -136,3 +135,23 @@ def test_trains_and_records_staleness(tmp_path):
     assert res.status == "max_epochs"
     recs = load_run(tmp_path / "run").metrics()
     assert all(np.isfinite(r["staleness_mean"]) and "sim_time_s" in r for r in recs)
+
+
+def _noise(tmp_path, n: int) -> list[dict]:
+    from ddl.loop.train import train
+    from ddl.rundir.layout import load_run
+
+    train(_cfg(tmp_path, learners=n, epochs=1, measure_noise=3, noise_top_k=2, weight_decay=0.0))
+    return load_run(tmp_path / "run").noise()
+
+
+def test_noise_meter_measures_the_stale_gradients(tmp_path):
+    recs = _noise(tmp_path, 4)
+    assert len(recs) >= 2 and all(np.isfinite(r["dpsgd_noise_sq"]) for r in recs)
+    assert any(r["dpsgd_noise_sq"] > 0 for r in recs[1:])  # stale gradients at read weights away from w̄
+
+
+def test_noise_of_one_learner_is_zero(tmp_path):
+    """n = 1: the learner reads its weights right after its update, so x̂ = w̄ and the extra noise vanishes."""
+    recs = _noise(tmp_path, 1)
+    assert recs and all(r["dpsgd_noise_sq"] == 0.0 for r in recs)

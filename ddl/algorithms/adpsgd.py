@@ -21,6 +21,10 @@ fast learner goes through its data faster.
 **Staleness** of a gradient: the number of gradient applications by other learners between its read and its
 application; every evaluation record carries its mean, maximum and histogram since the previous record.
 
+**Noise.**  :meth:`gradient_points` gives the noise meter the in-flight gradients' read weights x̂_i and
+minibatches, so its extra noise is (1/n) Σ_i [∇L_μi(x̂_i) − ∇L_μi(w̄)], the stale gradients against the SSGD
+step at the average (docs/theory.md).
+
 Simulator backend only; no momentum; no ``--resume`` (the in-flight gradients are not checkpointed).
 """
 
@@ -68,6 +72,8 @@ class ADPSGD(Algorithm):
         self._read_at = np.zeros(comm.n, dtype=np.int64)  # events applied when it read its weights
         self._loss: torch.Tensor | None = None  # each learner's latest minibatch loss
         self._staleness: list[int] = []  # since the last metrics() call
+        self._X: torch.Tensor | None = None  # the weights each learner's in-flight gradient was read at
+        self._k = np.zeros(comm.n, dtype=np.int64)  # and the index of its computation (its minibatch)
 
     def _compute(self, state: LearnerState, i: int, k: int, weight_decay: float) -> None:
         """Learner i reads its weights and computes its k-th gradient (the stale one it will apply)."""
@@ -80,6 +86,8 @@ class ADPSGD(Algorithm):
         if weight_decay:
             G = G + decay_gradient(w, weight_decay, self.weight_decay_kind)
         self._G[i] = G[0]
+        self._X[i] = w[0]
+        self._k[i] = k
         self._loss[i] = loss[0].detach()
         self._read_at[i] = self.events.events
 
@@ -91,6 +99,7 @@ class ADPSGD(Algorithm):
         state.W = state.W.clone()  # updated in place below; the caller may hold the previous weights
         if self._G is None:  # every learner starts its first computation at time 0, at the initial weights
             self._G = torch.empty_like(state.W)
+            self._X = torch.empty_like(state.W)  # the weights each in-flight gradient was read at
             self._loss = torch.empty(n, dtype=torch.float64, device=state.W.device)
             for i in range(n):
                 self._compute(state, i, 0, weight_decay)
@@ -108,6 +117,14 @@ class ADPSGD(Algorithm):
             self._compute(state, i, int(self.events.started[i]) - 1, weight_decay)
         state.step += 1
         return self._loss.clone()
+
+    def gradient_points(self, state: LearnerState, xs, ys) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The in-flight gradients' read weights and minibatches (one per learner: the gradients applied next);
+        before the first step, the initial weights and every learner's first minibatch."""
+        n = self.comm.n
+        X, ks = (state.W, [0] * n) if self._X is None else (self._X, self._k.tolist())
+        batches = [self.minibatch(int(k), i) for i, k in enumerate(ks)]
+        return X, torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
 
     def metrics(self) -> dict:
         """Staleness of the gradients applied since the last call: mean, maximum and histogram (counts of

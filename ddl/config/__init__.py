@@ -184,9 +184,6 @@ class TrainConfig:
                 raise ConfigError(f"--compute-ms: {self.algo} orders its events by the simulated clock, which needs "
                                   "a fixed compute time per step (a measured one would make the history differ "
                                   "between runs of one seed)")
-            if self.measure_noise:
-                raise ConfigError(f"--measure-noise: the noise meter does not measure {self.algo}'s stale gradients "
-                                  "(not built yet); run without --measure-noise")
             if self.resume:
                 raise ConfigError(f"--resume: {self.algo} cannot be resumed (its in-flight gradients are not "
                                   "checkpointed); start the run again")

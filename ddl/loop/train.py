@@ -163,6 +163,12 @@ class Trainer:
 
         return {"events": events, "minibatch": minibatch, "seed": cfg.seed}
 
+    def _with_points(self, w_bar, bufs_bar, xs, ys) -> tuple:
+        """The noise meter's arguments: the weights and minibatches where the algorithm takes the gradients
+        the next step applies (:meth:`~ddl.algorithms.Algorithm.gradient_points`), w̄ and its buffers."""
+        W, xs, ys = self.algo.gradient_points(self.state, xs, ys)
+        return W, w_bar, bufs_bar, xs, ys
+
     # ---- averaged model and evaluation -------------------------------------------------------------
     def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """w̄ and the averaged BatchNorm buffers, identical on every worker."""
@@ -242,7 +248,7 @@ class Trainer:
             xs, ys = self.batch(step)
             if self.noise is not None and step % cfg.measure_noise == 0:
                 w_bar, bufs_bar = self.averaged()
-                rec = self.noise.measure(step, self.state.W, w_bar, bufs_bar, xs, ys)
+                rec = self.noise.measure(step, *self._with_points(w_bar, bufs_bar, xs, ys))
                 if main:
                     self.files.append_noise(rec)
             t_step = time.perf_counter()
