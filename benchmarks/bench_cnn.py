@@ -10,6 +10,14 @@ measured side by side in one run, with an operator profile of what the simulated
   Target: DPSGD ≤ 1.3 × one model.
 * ``resnet18``: MNIST-5k-shaped inputs, 64 images per step = one model at batch 64 vs 16 learners at b = 4
   (SSGD; DPSGD through ``vmap`` and through the per-learner ``loop``).  A repeat is two steps.
+* ``resnet18_w16`` / ``densenet121_w8`` (not in the default set; ``--out cnn_cpu_deep.json``): the reduced widths
+  of the CPU case study (ResNet-18 base width 16, DenseNet-121 growth rate 8) on MNIST-5k's 1 × 28 × 28 images,
+  total batch 512 = one model at batch 512 vs 16 DPSGD learners at b = 32 through the default path (``auto``: the
+  learner-stacked network of ``ddl.compute.fastdeep``, in ``channels_last`` and in NCHW ``contiguous`` memory
+  format; ``default_layout`` says which one ``auto`` uses), the generic ``vmap`` path and the per-learner ``loop``;
+  the one model also in channels_last (``single_model_channels_last``).
+  A repeat is one step; seconds per epoch are per-step medians × steps per epoch.
+  Target: DPSGD ≤ 1.5 × one model.  ``resnet18_w64`` is the paper's width, one model vs the default path only.
 
 The single model is plain PyTorch (``nn.Module`` + ``torch.optim.SGD``).  Every variant draws its minibatches from
 the same in-memory tensors, so the ratios compare the training step alone.  This machine is shared (2 cores, other
@@ -44,12 +52,24 @@ CASES = {
                 variants=[("ssgd", "auto"), ("dpsgd", "auto"), ("dpsgd", "vmap")]),
     "resnet18": dict(model="resnet18", learners=16, batch_size=4, steps=2,
                      variants=[("ssgd", "auto"), ("dpsgd", "auto"), ("dpsgd", "loop")]),
+    "resnet18_w16": dict(model="resnet18", width=16, learners=16, batch_size=32, steps=1, warmup=1,
+                         single_channels_last=True,
+                         variants=[("dpsgd", "auto", "channels_last"), ("dpsgd", "auto", "contiguous"),
+                                   ("dpsgd", "vmap"), ("dpsgd", "loop")]),
+    "densenet121_w8": dict(model="densenet121", width=8, learners=16, batch_size=32, steps=1, warmup=1,
+                           single_channels_last=True,
+                           variants=[("dpsgd", "auto", "channels_last"), ("dpsgd", "auto", "contiguous"),
+                                     ("dpsgd", "vmap"), ("dpsgd", "loop")]),
+    "resnet18_w64": dict(model="resnet18", width=64, learners=16, batch_size=32, steps=1, warmup=1,
+                         variants=[("dpsgd", "auto")]),
 }  # fmt: skip
+DEFAULT_CASES = ("cnn", "resnet18")
 
 
-def step_functions(case: dict, data) -> tuple[dict, int]:
+def step_functions(case: dict, data) -> tuple[dict, int, dict]:
     n, b, lr = case["learners"], case["batch_size"], 0.05
-    common = dict(model=case["model"], lr=lr, epochs=1, progress=False, out="/tmp/ddl-bench-cnn")
+    common = dict(model=case["model"], width=case.get("width"), lr=lr, epochs=1, progress=False,
+                  out="/tmp/ddl-bench-cnn")
     single = Trainer(TrainConfig(algo="ssgd", learners=1, batch_size=n * b, **common), data=data)
     model = copy.deepcopy(single.model)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -65,9 +85,28 @@ def step_functions(case: dict, data) -> tuple[dict, int]:
         opt.step()
 
     fns = {"single_model": single_step}
-    for algo, mode in case["variants"]:
+    info = {}
+    if case.get("single_channels_last"):  # the one model in the memory format the stacked learners use
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        opt_cl = torch.optim.SGD(model_cl.parameters(), lr=lr)
+        it["single_model_channels_last"] = 0
+
+        def single_step_cl():
+            i = it["single_model_channels_last"] = (it["single_model_channels_last"] + 1) % spe
+            idx = single.stream.indices(i, [0])[0]
+            model_cl.train()
+            opt_cl.zero_grad(set_to_none=True)
+            x = single.x_train[idx].contiguous(memory_format=torch.channels_last)
+            F.cross_entropy(model_cl(x), single.y_train[idx]).backward()
+            opt_cl.step()
+
+        fns["single_model_channels_last"] = single_step_cl
+    for algo, mode, *layout in case["variants"]:
         tr = Trainer(TrainConfig(algo=algo, learners=n, batch_size=b, sim_mode=mode, **common), data=data)
-        key = f"{algo}_n{n}" + ("" if mode == "auto" else f"_{mode}")
+        key = f"{algo}_n{n}" + ("" if mode == "auto" else f"_{mode}") + "".join(f"_{x}" for x in layout)
+        if layout:  # the stacked network in an explicit memory format (without: the path's default)
+            info["default_layout"] = "channels_last" if tr.gradients.stacked.channels_last else "contiguous"
+            tr.gradients.stacked.channels_last = layout == ["channels_last"]
         it[key] = 0
 
         def step(tr=tr, key=key):
@@ -76,13 +115,13 @@ def step_functions(case: dict, data) -> tuple[dict, int]:
             tr.algo.step(tr.state, xs, ys, lr, 0.0)
 
         fns[key] = step
-    return fns, spe
+    return fns, spe, info
 
 
-def measure(fns: dict, steps: int, repeats: int) -> dict:
+def measure(fns: dict, steps: int, repeats: int, warmup: int = 2) -> dict:
     """Median seconds per ``steps`` steps of each variant, round-robin so that load drift hits all alike."""
     for f in fns.values():
-        for _ in range(2):
+        for _ in range(warmup):
             f()
     samples = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
@@ -118,7 +157,7 @@ def profile(fn, steps: int, top: int = 12) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), choices=list(CASES))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile-steps", type=int, default=3, help="steps profiled per variant (0: no profile)")
     p.add_argument("--out", default="cnn_cpu.json", help="file name under benchmarks/results/")
@@ -130,13 +169,14 @@ def main(argv=None) -> int:
     results = {}
     for name in args.cases:
         case = CASES[name]
-        fns, spe = step_functions(case, data)
+        fns, spe, info = step_functions(case, data)
         steps = case["steps"] or spe
         load0 = os.getloadavg()
-        timings = measure(fns, steps, args.repeats)
+        timings = measure(fns, steps, args.repeats, case.get("warmup", 2))
         base = timings["single_model"]["median_s"]
         res = {
-            "model": case["model"], "dataset": "mnist5k", "learners": case["learners"],
+            "model": case["model"], "width": case.get("width"), "dataset": "mnist5k", "learners": case["learners"],
+            **info,
             "local_batch": case["batch_size"], "total_batch": case["learners"] * case["batch_size"],
             "steps_per_repeat": steps, "steps_per_epoch": spe, "repeat_is_one_epoch": steps == spe,
             "timings": timings,
@@ -154,11 +194,12 @@ def main(argv=None) -> int:
                                           f"{res['cpu_time_ratio_to_single_model'][k]:.2f}x CPU time)"
                                           if k != "single_model" else "")
                                        for k, v in timings.items()), flush=True)  # fmt: skip
-    path = write(args.out, {
-        "what": "simulated CNN learners vs one model (nn.Module + torch.optim.SGD) at the same total batch, CPU",
-        "target": "cnn: dpsgd_n16 <= 1.3 x single_model per epoch", "cases": results,
-        "note": "shared 2-core machine: absolute times are noisy; ratios are medians of round-robin repeats",
-    })  # fmt: skip
+        path = write(args.out, {  # after every case: a long run that is stopped keeps the cases it measured
+            "what": "simulated CNN learners vs one model (nn.Module + torch.optim.SGD) at the same total batch, CPU",
+            "target": "cnn: dpsgd_n16 <= 1.3 x single_model per epoch; resnet18_w16, densenet121_w8: dpsgd_n16 "
+                      "<= 1.5 x", "torch_threads": torch.get_num_threads(), "cases": results,
+            "note": "shared 2-core machine: absolute times are noisy; ratios are medians of round-robin repeats",
+        })  # fmt: skip
     print(f"wrote {path}")
     return 0
 

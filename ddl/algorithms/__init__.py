@@ -13,8 +13,12 @@ from typing import Any
 
 from ddl.algorithms.adpsgd import ADPSGD
 from ddl.algorithms.base import Algorithm, LearnerState
+from ddl.algorithms.choco import Choco
 from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.dpsgd import DPSGD
+from ddl.algorithms.gossip_pga import GossipPGA
+from ddl.algorithms.gradient_tracking import GradientTracking
+from ddl.algorithms.local_sgd import LocalSGD
 from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.ssgd import SSGD
 from ddl.algorithms.topology import Topology
@@ -22,7 +26,8 @@ from ddl.comm import Collective
 from ddl.compute.learners import LearnerGradients
 from ddl.errors import ConfigError
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (SSGD, DPSGD, ADPSGD)}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (SSGD, DPSGD, LocalSGD, GossipPGA, ADPSGD, GradientTracking, Choco)}
 
 _baselines = [name for name, cls in ALGORITHMS.items() if cls.identity.baseline]
 assert len(_baselines) == 1, f"exactly one registered algorithm must be the baseline, found {_baselines}"
@@ -61,20 +66,21 @@ def is_baseline(name: str) -> bool:
 
 
 def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, momentum: float,
-                    topology: Topology, weight_decay_kind: str = "l2sq",
+                    topology: Topology, weight_decay_kind: str = "l2sq", cfg: Any = None,
                     asynchronous: dict[str, Any] | None = None) -> Algorithm:
-    """The algorithm called ``name``; the topology is passed to those that mix over it, and ``asynchronous``
-    (``events``: the :class:`~ddl.algorithms.asynchrony.EventSchedule`, ``minibatch(k, learner)``, ``seed``) to
-    those that are not synchronous."""
+    """The algorithm called ``name``; the topology is passed to those that mix over it, the config fields
+    it names in ``options`` (its period, compressor, …) from ``cfg`` (its defaults without one), and
+    ``asynchronous`` (``events``: the :class:`~ddl.algorithms.asynchrony.EventSchedule`, ``minibatch(k, learner)``,
+    ``seed``) to those that are not synchronous."""
     cls = algorithm_class(name)
-    kw: dict[str, Any] = {"weight_decay_kind": weight_decay_kind}
+    kw: dict[str, Any] = {} if cfg is None else {f: getattr(cfg, f) for f in cls.options}
     if cls.communication.uses_topology:
         kw["topology"] = topology
     if not cls.communication.synchronous:
         kw.update(asynchronous or {})
-    return cls(gradients, comm, momentum, **kw)
+    return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind, **kw)
 
 
-__all__ = ["ADPSGD", "ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Communication", "DPSGD", "Identity",
-           "LearnerState", "Mixer", "SSGD", "algorithm_class", "build_algorithm", "communication_of", "identity_of",
-           "is_baseline", "label_of"]
+__all__ = ["ADPSGD", "ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Choco", "Communication", "DPSGD",
+           "GossipPGA", "GradientTracking", "Identity", "LearnerState", "LocalSGD", "Mixer", "SSGD",
+           "algorithm_class", "build_algorithm", "communication_of", "identity_of", "is_baseline", "label_of"]

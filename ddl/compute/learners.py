@@ -6,7 +6,8 @@ Two implementations of the same function:
 * ``loop`` (oracle): a plain Python loop calling ``functional_call`` + ``torch.autograd.grad`` per learner;
 * ``auto`` (default): the hand-written batched backward of :mod:`ddl.compute.fastmlp` (MLP) or
   :mod:`ddl.compute.fastcnn` (chains of conv / pool / ReLU / linear layers, e.g. the LeNet-style CNN) where the
-  model allows it, otherwise ``vmap``.
+  model allows it; for ResNet-18 / DenseNet-121 the per-learner gradients (DPSGD) come from one learner-stacked
+  network (:mod:`ddl.compute.fastdeep`) while SSGD's shared-weight sum stays on ``vmap``; otherwise ``vmap``.
 
 BatchNorm: every learner keeps its own running statistics (stacked buffers [m, ...]); they are updated from
 the learner's own minibatch exactly as on a separate device, and are never communicated during training.
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ddl.compute import fastcnn, fastmlp
+from ddl.compute import fastcnn, fastdeep, fastmlp
 from ddl.compute.fastcnn import StackedCNN
 from ddl.compute.fastmlp import StackedMLP
 from ddl.compute.flat import FlatSpec
@@ -111,11 +112,15 @@ class LearnerGradients:
         self.amp = amp
         self.has_buffers = bool(spec.buffer_names)
         self.fast = None
+        # per-learner weights only (grads); SSGD's shared weights keep the dense vmap path (sum_grads_shared)
+        self.stacked = None
         if mode == "auto" and amp == "off":
             if fastmlp.supports(model):
                 self.fast = StackedMLP(model, spec)
             elif fastcnn.supports(model):
                 self.fast = StackedCNN(model, spec)
+            elif fastdeep.supports(model):
+                self.stacked = fastdeep.StackedDeep(model, spec)
         if mode == "auto":
             self.mode = "vmap"
         # the model as seen under vmap (batch norm in plain operations when autocast is on, see the module doc)
@@ -160,6 +165,8 @@ class LearnerGradients:
         if self.fast is not None:
             G, losses = self.fast.grads(W, xs, ys)
             return G, losses.mean(1), buffers
+        if self.stacked is not None:
+            return self.stacked.grads(W, buffers, xs, ys)
         if self.mode == "vmap":
             G, (losses, new_buffers) = self._vgrad(W, buffers, xs, ys)
             return G, losses, new_buffers

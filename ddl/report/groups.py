@@ -71,7 +71,7 @@ def base_label(cfg: TrainConfig) -> str:
 
 def make_groups(runs: list[RunData]) -> list[Group]:
     """Group runs by :func:`ddl.config.experiment_key`; the baseline algorithm first, then by learners, lr and
-    label; label and colour each.
+    label; label and colour each (the algorithm's colour when every group is a different algorithm).
 
     A label is :func:`base_label` plus every other experiment field whose value differs between the groups.
     """
@@ -87,12 +87,14 @@ def make_groups(runs: list[RunData]) -> list[Group]:
         extra = [f"{SHORT_NAMES.get(n, n.replace('_', ' '))}={value_str(cfg.get(n))}" for n in varying]
         g.label = " ".join([base_label(g.config), *extra])
     groups.sort(key=lambda g: (not is_baseline(g.algo), g.config.learners, g.config.lr, g.label))
+    # one group per algorithm: each in its algorithm's colour (Identity.color); else one colour per group
+    by_algorithm = len({g.algo for g in groups}) == len(groups)
     seen: dict[str, int] = {}
     for i, g in enumerate(groups):
         seen[g.label] = seen.get(g.label, 0) + 1
         if seen[g.label] > 1:
             g.label += f" #{seen[g.label]}"
-        g.color = f"C{i % 10}"
+        g.color = identity_of(g.algo).color if by_algorithm else f"C{i % 10}"
     return groups
 
 
