@@ -124,7 +124,7 @@ def test_bad_configs_are_one_line(tmp_path, kw, flag):
 
 def test_momentum_refused(tmp_path):
     with pytest.raises(ConfigError, match="--momentum"):
-        Trainer(_cfg(tmp_path, momentum=0.9))
+        _cfg(tmp_path, momentum=0.9).validate()
 
 
 def test_trains_and_records_staleness(tmp_path):

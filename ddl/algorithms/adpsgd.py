@@ -55,6 +55,24 @@ class ADPSGD(Algorithm):
     communication = Communication(neighbour_mixing=True, neighbours_per_step=1, synchronous=False)
     identity = Identity(label="AD-PSGD", color="C3", experiment_fields=("topology",))
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """One line for what AD-PSGD does not do: distributed backends, a measured compute time (the event
+        order would then differ between runs of one seed), resume, momentum."""
+        super().check_config(cfg)
+        if cfg.backend != "sim":
+            raise ConfigError(f"--backend: {cls.name} runs on the simulator backend only: its events are ordered by "
+                              "one process's simulated clock (use --backend sim)")
+        if cfg.compute_ms is None:
+            raise ConfigError(f"--compute-ms: {cls.name} orders its events by the simulated clock, which needs a "
+                              "fixed compute time per step (a measured one would make the history differ between "
+                              "runs of one seed)")
+        if cfg.resume:
+            raise ConfigError(f"--resume: {cls.name} cannot be resumed (its in-flight gradients are not "
+                              "checkpointed); start the run again")
+        if cfg.momentum:
+            raise ConfigError(f"--momentum: {cls.name} runs without momentum, got {cfg.momentum}")
+
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq",
                  events: EventSchedule | None = None,
                  minibatch: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None, seed: int = 0):

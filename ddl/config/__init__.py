@@ -182,19 +182,7 @@ class TrainConfig:
         check_width(self.model, self.width)
         if self.width is None and self.model in PAPER_WIDTHS:  # recorded as the number it is
             self.width = PAPER_WIDTHS[self.model]
-        algorithm_class(self.algo).communication_for(self)  # an algorithm's own checks of its fields
-        comm = algorithm_class(self.algo).communication_for(self)
-        if not comm.synchronous:
-            if self.backend != "sim":
-                raise ConfigError(f"--backend: {self.algo} runs on the simulator backend only: its events are "
-                                  "ordered by one process's simulated clock (use --backend sim)")
-            if self.compute_ms is None:
-                raise ConfigError(f"--compute-ms: {self.algo} orders its events by the simulated clock, which needs "
-                                  "a fixed compute time per step (a measured one would make the history differ "
-                                  "between runs of one seed)")
-            if self.resume:
-                raise ConfigError(f"--resume: {self.algo} cannot be resumed (its in-flight gradients are not "
-                                  "checkpointed); start the run again")
+        algorithm_class(self.algo).check_config(self)  # an algorithm's own checks of its fields
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
         return self
