@@ -1,6 +1,7 @@
 """Validation of non-IID data, topologies and AD-PSGD against published patterns, on this CPU.
 
-Trains the runs of three recipes (launch/recipes/noniid_alpha_n16.yaml, topologies_n16.yaml,
+Trains the runs of five recipes (launch/recipes/noniid_alpha_n16.yaml, noniid_tracking_n16.yaml, topologies_n16.yaml,
+periodic_averaging_n16.yaml,
 adpsgd_stragglers_n16.yaml: grid × seeds, in process) and writes ``benchmarks/results/validate_algorithms.json``
 (per run: final test accuracy and training loss, consensus distance, simulated time to the target training loss;
 per configuration: mean and std over seeds) and one PNG per recipe.
@@ -29,7 +30,7 @@ from ddl.loop.train import train
 from ddl.rundir.layout import load_run
 
 RECIPES = Path(__file__).parent.parent / "launch" / "recipes"
-NAMES = ("noniid_alpha_n16", "topologies_n16", "adpsgd_stragglers_n16")
+NAMES = ("noniid_alpha_n16", "noniid_tracking_n16", "topologies_n16", "periodic_averaging_n16", "adpsgd_stragglers_n16")
 
 
 def cells(spec: dict) -> list[dict]:
