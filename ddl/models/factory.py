@@ -90,6 +90,18 @@ def final_layer_name(model: nn.Module) -> str:
     return name
 
 
+def analysis_layer_name(model: nn.Module) -> str:
+    """The layer ``ddl analyze`` and ``ddl sweep`` decompose when no ``--layer`` is given (one default for both,
+    recorded as ``layer`` in every result): the one the model names in ``analysis_layer`` (the MLP: the paper's
+    middle layer), else its final fully connected layer (:func:`final_layer_name`)."""
+    name = getattr(model, "analysis_layer", None)
+    if name is None:
+        return final_layer_name(model)
+    if not isinstance(model.get_submodule(name), nn.Linear):
+        raise ModelError(f"model declares analysis layer {name!r}, which is not an nn.Linear")
+    return name
+
+
 def last_linear_name(model: nn.Module) -> str:
     """Qualified name of the last ``nn.Linear`` in module order (the default analysed layer)."""
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
