@@ -53,8 +53,9 @@ def _duality_numbers(run: RunData) -> dict[str, float]:
         out["sigma_g_top"] = float(np.mean(d.sigma_g[: min(TOP_DIRECTIONS, d.n_directions)]))
         out["sigma_w_sum"] = d.size
         out["lambda_max"] = float(d.eigenvalues[0])
+        out["size_curved"], out["size_null"] = d.size_curved, d.size_null
     else:
-        out.update(sigma_g_top=nan, sigma_w_sum=nan, lambda_max=nan)
+        out.update(sigma_g_top=nan, sigma_w_sum=nan, lambda_max=nan, size_curved=nan, size_null=nan)
     return out
 
 

@@ -20,7 +20,7 @@ MAX_PANELS = 6  # series of the other grid parameters drawn per figure (and desc
 CELL_COLUMNS = (("test_err", "test error", "err"), ("true_gap", "true gap", "num"),
                 ("pairwise_gap", "A-W estimate", "num"), ("sharp_gap", "sharp part", "num"),
                 ("flat_gap", "flat part", "num"), ("sigma_w_sum", "size Σσ_w", "num"),
-                ("sigma_g_top", "mean σ_g top 10", "num"), ("lambda_max", "λ_max", "num"))  # fmt: skip
+                ("sigma_g_top", "mean σ_g top 10", "num"), ("lambda_max", "layer λ_max", "num"))  # fmt: skip
 
 
 @dataclass
