@@ -21,10 +21,12 @@ from ddl.models import analysis_layer_name
 from ddl.rundir.layout import load_run
 
 
-def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test samples ``ddl analyze --test-samples N`` decomposes: a seeded, class-stratified sample of N,
-    the same for every run of a data set (so runs compare on the same samples); all of them for None."""
-    pick = stratified_subset(y, n, 0, "analysis-test")
+def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None,
+                      stratify: str = "proportional") -> tuple[torch.Tensor, torch.Tensor]:
+    """The test samples ``ddl analyze --test-samples N`` decomposes: a seeded, class-stratified sample of N
+    (shared between classes as the run's ``--stratify`` says), the same for every run of a data set (so runs
+    compare on the same samples); all of them for None."""
+    pick = stratified_subset(y, n, 0, "analysis-test", stratify)
     return x[pick], y[pick]
 
 
@@ -56,7 +58,7 @@ def analyze_run(
             data = run.dataset()
             model = run.model(num_classes=data.num_classes)
             x_tr, y_tr = data.clean_train()
-            x_te, y_te = analysis_test_set(data.x_test, data.y_test, test_samples)
+            x_te, y_te = analysis_test_set(data.x_test, data.y_test, test_samples, run.config.stratify)
         if layer is None:
             layer = analysis_layer_name(model)
         res = decompose(model, layer, train=(x_tr, y_tr), test=(x_te, y_te), options=options, progress=stages,

@@ -27,6 +27,7 @@ from ddl.compute.learners import AMP_MODES
 from ddl.compute.learners import MODES as SIM_MODES
 from ddl.config.fieldtypes import field_types, flag_name
 from ddl.data import DATASETS
+from ddl.data.subsets import STRATIFY_MODES
 from ddl.errors import ConfigError
 from ddl.models.cifar import PAPER_WIDTHS
 from ddl.models.factory import INITS, MODELS, check_width
@@ -79,6 +80,10 @@ class TrainConfig:
     eval_every: int = _field(1, "evaluate the averaged model every this many epochs", "stopping")
     eval_samples: int | None = _field(None, "evaluate on a seeded, class-stratified sample of at most this many "
                                       "train and test samples (default: all)", "stopping")
+    stratify: str = _field("proportional", "how every subset (--eval-samples, --noise-samples, the analysis's "
+                           "--test-samples) shares its samples between classes: in proportion to the class sizes "
+                           "(estimates the data's own loss) or equal counts (a class-balanced loss)", "stopping",
+                           choices=STRATIFY_MODES)
     # ---- measurements (never change the trajectory)
     measure_noise: int = _field(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)", "measure")
     noise_samples: int | None = _field(None, "approximate the noise measurement's full gradient and Hessian with a "

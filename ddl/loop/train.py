@@ -89,8 +89,10 @@ class Trainer:
         self.y_test = d.y_test.to(self.device)
         # --eval-samples: stratified, seeded subsets (the test one is the same for every run, so runs compare)
         k = cfg.eval_samples
-        self.eval_train = None if k is None else stratified_subset(d.y_train, k, cfg.seed, "eval-train").to(self.device)
-        self.eval_test = None if k is None else stratified_subset(d.y_test, k, 0, "eval-test").to(self.device)
+        self.eval_train, self.eval_test = None, None
+        if k is not None:
+            self.eval_train = stratified_subset(d.y_train, k, cfg.seed, "eval-train", cfg.stratify).to(self.device)
+            self.eval_test = stratified_subset(d.y_test, k, 0, "eval-test", cfg.stratify).to(self.device)
         self.model = build_model(
             cfg.model, d.input_shape, d.num_classes, hidden=tuple(cfg.hidden), bias=cfg.bias,
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
@@ -121,7 +123,7 @@ class Trainer:
 
             # the full training set (labels as trained: what the minibatches are drawn from), or with
             # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
-            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise")
+            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise", cfg.stratify)
             exact = ref.numel() == d.n_train
             self.noise = NoiseMeter(
                 self.gradients.eval_loss, self.comm, self.x_train if exact else self.x_train[ref.to(self.device)],
