@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, identity_of
+from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, algorithm_class, identity_of
 from ddl.algorithms.schedule import SCHEDULES
-from ddl.algorithms.topology import TOPOLOGIES
+from ddl.algorithms.topology import TOPOLOGIES, degenerate_request
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
@@ -176,6 +176,10 @@ class TrainConfig:
             self.width = PAPER_WIDTHS[self.model]
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
+        if algorithm_class(self.algo).communication.uses_topology:  # never silently another graph
+            why = degenerate_request(self.topology, self.learners)
+            if why is not None:
+                raise ConfigError(why)
         return self
 
     @property
