@@ -154,6 +154,8 @@ class TrainConfig:
     straggler_slowdown: float = _field(3.0, "clock: a straggling step takes this many times longer", "execution")
     latency_us: float = _field(50.0, "clock: link latency α in µs (default: 10 GbE through one switch)", "execution")
     bandwidth_gbps: float = _field(10.0, "clock: link bandwidth β in Gbit/s (default: 10 GbE)", "execution")
+    tensorboard: bool = _field(False, "also write the metrics, noise and simulated clock as TensorBoard event files "
+                               "under RUN_DIR/tensorboard (needs the tensorboard package)", "execution")
     clock_overlap: bool = _field(True, "clock: DPSGD sends its weights when a step starts, overlapping the gradient "
                                  "(--no-clock-overlap: sends after it)", "execution")
     clock_shared_nic: bool = _field(True, "clock: a learner's messages of one step share its link (degree d costs "

@@ -195,6 +195,8 @@ class Trainer:
             first_bad, bad_learner, bad_loss, loss_sum, n_acc = self._restore_loop(ck)
             loss_acc += loss_sum
             elapsed, last = float(ck["elapsed"]), (self._reopen_out(ck) if main else {})
+        if main and cfg.tensorboard:
+            self.files.open_tensorboard()
         t0 = time.perf_counter() - elapsed
         status = "max_epochs"
         algo_s, steps_timed = 0.0, 0  # this worker's time in algorithm steps (the clock's measured base)

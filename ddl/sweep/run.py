@@ -54,6 +54,14 @@ class _Lock:
         self.f.close()
 
 
+def default_parallelism(n_cores: int, jobs: int | None = None) -> tuple[int, int]:
+    """(jobs, threads per run) when not given: as many runs at a time as cores, one torch thread each — the
+    fastest local setting measured by ``benchmarks/bench_sweep.py`` (``benchmarks/results/sweep.json``: on 2
+    cores, 2 runs × 1 thread beat 1 run × 2 threads); with ``jobs`` given, the cores shared among them."""
+    jobs = n_cores if jobs is None else jobs
+    return jobs, max(1, n_cores // max(jobs, 1))
+
+
 def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executor: str = "local",
               address: str | None = None, threads: int | None = None, cpus_per_run: float | None = None,
               gpus_per_run: float = 0.0, progress: bool = True, report: bool = True) -> SweepResult:
@@ -63,7 +71,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
     n_cores = cores()
-    jobs = n_cores if jobs is None else jobs
+    jobs, default_threads = default_parallelism(n_cores, jobs)
     if jobs < 1:
         raise ConfigError(f"--jobs: must be ≥ 1, got {jobs}")
     if executor == "ray":  # a run's threads follow the CPUs Ray gives it
@@ -72,7 +80,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         if cpus_per_run <= 0 or gpus_per_run < 0:
             raise ConfigError(f"--cpus-per-run: must be > 0, got {cpus_per_run}")
         threads = threads if threads is not None else max(1, int(cpus_per_run))
-    threads = threads if threads is not None else max(1, n_cores // jobs)
+    threads = threads if threads is not None else default_threads
     if threads < 1:
         raise ConfigError(f"--threads: must be ≥ 1, got {threads}")
     analysis = AnalysisRequest.resolve(spec.analysis) if spec.analyze else None
