@@ -26,7 +26,15 @@ from ddl.report.formatting import format_stat
 from ddl.report.groups import make_groups
 from ddl.report.outcome import CHANCE_ERROR_FRACTION, COLLAPSED_LOSS_FRACTION, FAILURE_WORDS
 from ddl.report.render import Block, Box, Heading, Image, Paragraph, Prose, write_report
-from ddl.report.sweep_data import CELL_COLUMNS, RegimeMap, read_sweep, regime_maps, value_text, values_label
+from ddl.report.sweep_data import (
+    CELL_COLUMNS,
+    RegimeMap,
+    read_sweep,
+    regime_maps,
+    value_text,
+    values_label,
+    with_measurement_run,
+)
 from ddl.report.sweep_figures import fig_gap, fig_regime, fig_spectra, fig_trends
 from ddl.report.sweep_findings import cell_table, findings
 from ddl.report.verdict import noise_direction_lines
@@ -83,7 +91,7 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
         for i, m in enumerate(maps):
             add(f"regime_map{i or ''}", "Regime map" + (f" ({values_label(m.fixed)})" if m.fixed else ""), "",
                 fig_regime(m))
-        _most_different(maps[0], blocks, figures)
+        _most_different(sweep_dir, maps[0], blocks, figures)
     blocks.append(Heading("Grid points", 2))
     blocks.append(Paragraph("Mean ± standard deviation over seeds of each grid point's finished runs."
                             + (f" {split}" if split else ""), "intro"))
@@ -119,7 +127,7 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
     return files.html
 
 
-def _most_different(m: RegimeMap, blocks: list[Block], figures: list) -> None:
+def _most_different(sweep_dir: Path, m: RegimeMap, blocks: list[Block], figures: list) -> None:
     """The comparison report's duality and noise figures at the cell where an algorithm and the baseline differ
     most among the cells where both trained (their runs that trained only)."""
     found = m.most_different()
@@ -129,13 +137,20 @@ def _most_different(m: RegimeMap, blocks: list[Block], figures: list) -> None:
         return
     algo, i, j = found
     pair = [m.cells[a][i][j] for a in (m.baseline, algo)]
-    groups = make_groups([r for c in pair for r in c.trained_runs])
+    own = [r for c in pair for r in c.trained_runs]
+    runs = [with_measurement_run(sweep_dir, r) for r in own]
+    groups = make_groups(runs)
     blocks.append(Heading(f"Where they differ most: {m.row_label(i)}, lr={value_text(m.lrs[j])}", 2, anchor="most"))
     e = [c.trained_stat("test_err") for c in pair]
     base, other = label_of(m.baseline), label_of(algo)
+    n_meas = [sum(x.get("step", 0) > 0 for x in r.noise) for r in runs]
+    noise = f"; noise measured {min(n_meas)}–{max(n_meas)} times per run after step 0" if any(n_meas) else ""
+    if any(r.noise is not o.noise for r, o in zip(runs, own)):
+        noise += (" (dedicated measurement runs: the same runs trained again with the noise measured more often; "
+                  "their final evaluations equal the sweep's, the meter never changes training)")
     blocks.append(Paragraph(f"{base} {format_stat(e[0], 'err')} vs {other} {format_stat(e[1], 'err')} test error "
                             "(seeds that trained). The duality comparison and the noise measurements of the two (as "
-                            "in `ddl compare`).", "intro"))  # fmt: skip
+                            f"in `ddl compare`){noise}.", "intro"))  # fmt: skip
     for line in noise_direction_lines(groups):
         blocks.append(Paragraph(line, "intro"))
     for spec in FIGURES:

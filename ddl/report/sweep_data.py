@@ -4,6 +4,7 @@ rate × (learners, batch size), every algorithm of the grid against the baseline
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,25 @@ class GridPoint:
     @property
     def collapsed(self) -> int:
         return sum(failure(r) == COLLAPSED for r in self.runs)
+
+
+#: ``SWEEP/measure/RUN``: a dedicated noise-measurement run of the sweep's run RUN (``ddl demo`` writes them for
+#: the cell its report shows): the same configuration and seed with the noise measured more often.  The meter
+#: never changes training, so the two trajectories are the same; the report uses its noise records only when the
+#: final evaluations agree exactly (:func:`with_measurement_run`).
+MEASURE_DIR = "measure"
+
+
+def with_measurement_run(sweep_dir: Path, run: RunData) -> RunData:
+    """``run`` with the noise records of its dedicated measurement run (``SWEEP/measure/RUN``) when there is one
+    whose final evaluation equals the run's (same trajectory); ``run`` itself otherwise."""
+    dense = Path(sweep_dir) / MEASURE_DIR / run.path.name
+    if not (dense / "summary.json").is_file():
+        return run
+    other = read_run(dense)
+    if other.summary.get("final") != run.summary.get("final") or other.summary.get("steps") != run.summary.get("steps"):
+        return run
+    return dataclasses.replace(run, noise=other.noise)
 
 
 def cell_key(values: dict) -> str:

@@ -3,6 +3,7 @@ points."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -11,7 +12,7 @@ from ddl.algorithms import label_of
 from ddl.report.formatting import format_stat
 from ddl.report.outcome import FAILURE_WORDS, failure
 from ddl.report.render import Cell, Row, Table
-from ddl.report.stats import run_numbers
+from ddl.report.stats import group_stats, run_numbers
 from ddl.report.sweep_data import (
     CELL_COLUMNS,
     MAX_PANELS,
@@ -22,6 +23,7 @@ from ddl.report.sweep_data import (
     value_text,
     values_label,
 )
+from ddl.report.verdict import direction_outcome
 
 
 def _corr(a: list[float], b: list[float]) -> tuple[float, int]:
@@ -63,7 +65,36 @@ def findings(grid: dict, cells: list[GridPoint], maps: list[RegimeMap]) -> tuple
                 nums.setdefault("trends", []).append(trend[1])
     for m in maps:
         lines += _regime_lines(m)
+    direction = _direction_lines(cells)
+    if direction:
+        lines.append("The landscape-dependent noise, tested directionally (per grid point, over the seeds that "
+                     "trained): does η_DP put more of its energy in the top-k Hessian directions than the minibatch "
+                     "noise ξ and than a random direction (k/P)?")  # fmt: skip
+        lines += [f"- {x}" for x in direction]
     return lines, nums
+
+
+def _ms(x: dict) -> str:
+    return f"{x['mean']:.3f}" + (f" ± {x['std']:.3f}" if x["n"] > 1 else "")
+
+
+def _direction_lines(cells: list[GridPoint]) -> list[str]:
+    """One line per grid point whose trained runs have η_DP share measurements: the directional test's
+    outcome (:func:`ddl.report.verdict.direction_outcome`) with its numbers."""
+    out = []
+    for c in cells:
+        runs = c.trained_runs
+        if not runs:
+            continue
+        st = group_stats(runs)
+        if not math.isfinite(st["eta_top_share"]["mean"]):
+            continue
+
+        out.append(f"{values_label(c.values)}: **{direction_outcome(st)}** here — η_DP {_ms(st['eta_top_share'])}, "
+                   f"ξ {_ms(st['xi_top_share'])}, η − ξ {_ms(st['eta_minus_xi_top_share'])}, k/P "
+                   f"{st['random_top_share']['mean']:.2g} ({st['eta_top_share']['n']} seeds, "
+                   f"{st['noise_measurements']['mean']:.0f} measurements per run).")  # fmt: skip
+    return out
 
 
 def _trend(param: str, values: list, fixed: dict, line: list[GridPoint | None]) -> tuple[str, dict] | None:
