@@ -64,7 +64,8 @@ def default_parallelism(n_cores: int, jobs: int | None = None) -> tuple[int, int
 
 def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executor: str = "local",
               address: str | None = None, threads: int | None = None, cpus_per_run: float | None = None,
-              gpus_per_run: float = 0.0, progress: bool = True, report: bool = True) -> SweepResult:
+              gpus_per_run: float = 0.0, progress: bool = True, report: bool = True,
+              baseline: str | None = None) -> SweepResult:
     """Run every planned run not done yet (see the module docstring), write ``results.csv`` and the report."""
     t0 = time.perf_counter()
     out = Path(out)
@@ -140,7 +141,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         results = write_results(out, plans, grid_keys)
         rep = None
         if report:
-            rep = _build_report(out, progress)
+            rep = _build_report(out, progress, baseline)
     wall = time.perf_counter() - t0
     if progress:
         print(f"sweep: {len(todo)} run{'s' if len(todo) != 1 else ''} in {fmt_duration(wall)}, {skipped} skipped, "
@@ -149,9 +150,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
     return SweepResult(out, plans, len(todo), skipped, failed, results, wall, rep)
 
 
-def _build_report(out: Path, progress: bool) -> Path:
+def _build_report(out: Path, progress: bool, baseline: str | None = None) -> Path:
     from ddl.report.sweep import build_sweep_report
 
     if progress:
         print("sweep: writing the report", file=sys.stderr, flush=True)
-    return build_sweep_report(out)
+    return build_sweep_report(out, baseline=baseline)
