@@ -194,12 +194,12 @@ def main(argv=None) -> int:
                                           f"{res['cpu_time_ratio_to_single_model'][k]:.2f}x CPU time)"
                                           if k != "single_model" else "")
                                        for k, v in timings.items()), flush=True)  # fmt: skip
-    path = write(args.out, {
-        "what": "simulated CNN learners vs one model (nn.Module + torch.optim.SGD) at the same total batch, CPU",
-        "target": "cnn: dpsgd_n16 <= 1.3 x single_model per epoch; resnet18_w16, densenet121_w8: dpsgd_n16 <= 1.5 x",
-        "torch_threads": torch.get_num_threads(), "cases": results,
-        "note": "shared 2-core machine: absolute times are noisy; ratios are medians of round-robin repeats",
-    })  # fmt: skip
+        path = write(args.out, {  # after every case: a long run that is stopped keeps the cases it measured
+            "what": "simulated CNN learners vs one model (nn.Module + torch.optim.SGD) at the same total batch, CPU",
+            "target": "cnn: dpsgd_n16 <= 1.3 x single_model per epoch; resnet18_w16, densenet121_w8: dpsgd_n16 "
+                      "<= 1.5 x", "torch_threads": torch.get_num_threads(), "cases": results,
+            "note": "shared 2-core machine: absolute times are noisy; ratios are medians of round-robin repeats",
+        })  # fmt: skip
     print(f"wrote {path}")
     return 0
 

@@ -334,10 +334,63 @@ def test_periodic_global_average_and_silent_steps_closed_form():
     want = np.vstack([np.zeros(n), T1, T2, T3, T4, T5])
     local = Communication(global_average_every=H)
     np.testing.assert_allclose(history(Clock(local, n, NET, MODEL_BYTES), c), want, rtol=1e-12)
-    # a compressed message is cheaper: the all-reduce moves a quarter of the bytes
+    # a global average moves whole models whatever an algorithm's (neighbour) messages weigh
     quarter = Communication(global_average_every=H, message_fraction=0.25)
     got = history(Clock(quarter, n, NET, MODEL_BYTES), c)
-    assert got[2, 0] == pytest.approx((T1 + c[1]).max() + NET.ring_allreduce_s(n, MODEL_BYTES / 4), rel=1e-12)
+    assert got[2, 0] == pytest.approx((T1 + c[1]).max() + ar, rel=1e-12)
+
+
+def _ring4_mix(T, c, nbytes):
+    """One overlapped mixing step on the hand-written ring of 4 (each learner sends to and hears from 2
+    neighbours over its shared link: α + 2·bytes/β)."""
+    msg = NET.latency_s + 2 * nbytes / NET.bandwidth_Bps
+    arrive = np.array([max(T[(a - 1) % 4], T[(a + 1) % 4]) + msg for a in range(4)])
+    return np.maximum(T + c, arrive)
+
+
+def test_new_algorithms_priced_from_their_declarations_closed_form():
+    """Gossip-PGA: gossip, and every H-th step a barrier + all-reduce instead; gradient tracking: two rows per
+    neighbour per step (twice the bytes, one latency); CHOCO: messages of the compressed size.  Written out by
+    hand on a ring of 4 with H = 2."""
+    from ddl.algorithms import communication_of
+    from ddl.config import TrainConfig
+
+    n, H = 4, 2
+    c = np.array([[1.0, 2.0, 3.0, 1.5], [3.0, 1.0, 1.0, 2.0], [2.0, 2.0, 2.0, 4.0], [1.0, 5.0, 1.0, 1.0]]) * 1e-3
+    ar = NET.ring_allreduce_s(n, MODEL_BYTES)
+    ring = HandRing(n)
+
+    pga = communication_of("gossip_pga", TrainConfig(algo="gossip_pga", period=H))
+    T1 = _ring4_mix(np.zeros(n), c[0], MODEL_BYTES)
+    T2 = np.full(n, (T1 + c[1]).max() + ar)
+    T3 = _ring4_mix(T2, c[2], MODEL_BYTES)
+    T4 = np.full(n, (T3 + c[3]).max() + ar)
+    np.testing.assert_allclose(history(Clock(pga, n, NET, MODEL_BYTES, topology=ring), c),
+                               np.vstack([np.zeros(n), T1, T2, T3, T4]), rtol=1e-12)
+
+    gt = communication_of("gradient_tracking", TrainConfig(algo="gradient_tracking"))
+    assert gt.exchanges_per_step == 2
+    T, want = np.zeros(n), [np.zeros(n)]
+    for row in c:
+        T = _ring4_mix(T, row, 2 * MODEL_BYTES)
+        want.append(T)
+    np.testing.assert_allclose(history(Clock(gt, n, NET, MODEL_BYTES, topology=ring), c), np.vstack(want),
+                               rtol=1e-12)
+
+    # top-k of 10 % in float32: values + 32-bit indices = 20 % of the dense bytes; qsgd at r = 1/8: 4 bits
+    for compressor, ratio, fraction in (("topk", 0.1, 0.2), ("qsgd", 0.125, 0.125), ("none", 1.0, 1.0)):
+        choco = communication_of("choco", TrainConfig(algo="choco", compressor=compressor, compress_ratio=ratio))
+        assert choco.message_fraction == pytest.approx(fraction)
+        T, want = np.zeros(n), [np.zeros(n)]
+        for row in c:
+            T = _ring4_mix(T, row, fraction * MODEL_BYTES)
+            want.append(T)
+        np.testing.assert_allclose(history(Clock(choco, n, NET, MODEL_BYTES, topology=ring), c), np.vstack(want),
+                                   rtol=1e-12)
+
+    # local SGD: silent steps, a barrier + all-reduce every H-th
+    local = communication_of("local_sgd", TrainConfig(algo="local_sgd", period=H))
+    assert local == Communication(global_average_every=H)
 
 
 def test_an_unmodelled_pattern_or_unknown_algorithm_is_an_error():
@@ -452,6 +505,38 @@ def test_ddl_clock_writes_figures_whose_numbers_match_the_closed_form(tmp_path, 
     with pytest.raises(SystemExit):
         main(["clock", "--out", str(out), "--topologies", "moebius"])
     assert "ddl: error: --topology: unknown topology 'moebius'" in capsys.readouterr().err
+
+
+def test_ddl_clock_maps_every_algorithm_by_its_declaration(tmp_path):
+    """Without spread every algorithm's time has a closed form: 32 steps of 2 ms, ring of 8, 800 kB models."""
+    import json
+
+    from ddl.algorithms import ALGORITHMS
+    from ddl.commands.cli import main
+
+    out = tmp_path / "clk"
+    assert main(["clock", "--out", str(out), "--model", "200000", "--learners", "8", "--compute-ms", "2",
+                 "--jitter", "0", "--straggler-prob", "0", "--latencies-us", "10", "1000", "--slowdowns", "1",
+                 "--ns", "4", "--topologies", "ring", "--steps", "32", "--bandwidth-gbps", "8", "--period", "8",
+                 "--compressor", "topk", "--compress-ratio", "0.01"]) == 0
+    assert (out / "algorithms.png").stat().st_size > 1000
+    res = json.loads((out / "algorithms.json").read_text())
+    rows = {r["algo"]: r for r in res["algorithms"]}
+    assert set(rows) == set(ALGORITHMS)
+    nbytes, bw, c, steps = 800_000, 1e9, 2e-3, 32
+    for j, lat in enumerate((10e-6, 1000e-6)):
+        ar = 2 * 7 * (lat + nbytes / 8 / bw)
+        mix = max(c, lat + 2 * nbytes / bw)  # two neighbours share the link
+        want = {
+            "ssgd": steps * (c + ar),
+            "dpsgd": steps * mix,
+            "local_sgd": steps * c + 4 * ar,
+            "gossip_pga": 28 * mix + 4 * (c + ar),
+            "gradient_tracking": steps * max(c, lat + 2 * 2 * nbytes / bw),
+            "choco": steps * max(c, lat + 2 * 0.02 * nbytes / bw),  # top-1 %: values + indices = 2 %
+        }
+        for name, t in want.items():
+            assert rows[name]["speedup"][j] == pytest.approx(want["ssgd"] / t, rel=1e-9), (name, lat)
 
 
 def test_time_to_target_and_curves_against_the_clock(tmp_path):

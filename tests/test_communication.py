@@ -28,10 +28,32 @@ def test_declarations_of_the_registered_algorithms():
     assert DPSGD.communication.uses_topology and not SSGD.communication.uses_topology
     assert [n for n, c in ALGORITHMS.items() if c.identity.baseline] == [BASELINE] == [SSGD.name]
     assert label_of(SSGD.name) == "SSGD" and label_of(DPSGD.name) == "DPSGD"
-    assert ALGORITHM_FIELDS == {"topology"}
+    assert ALGORITHM_FIELDS == {"topology", "period", "compressor", "compress_ratio", "consensus_step"}
     assert TrainConfig().algo == BASELINE
     with pytest.raises(ConfigError, match="--algo"):
         algorithm_class("nope")
+
+
+def test_declarations_of_the_other_synchronous_algorithms():
+    cfg = TrainConfig(period=5, compressor="qsgd", compress_ratio=0.25)
+    assert communication_of("local_sgd", cfg) == Communication(global_average_every=5)
+    assert communication_of("gossip_pga", cfg) == Communication(neighbour_mixing=True, global_average_every=5)
+    assert communication_of("gradient_tracking", cfg) == Communication(neighbour_mixing=True, exchanges_per_step=2)
+    assert communication_of("choco", cfg) == Communication(neighbour_mixing=True, message_fraction=0.25)
+    assert not any(communication_of(a, cfg).learners_agree for a in ("local_sgd", "gossip_pga", "choco"))
+
+
+def test_experiment_key_asks_each_algorithm_for_its_fields():
+    def key(**kw):
+        return dict(experiment_key(TrainConfig(**kw)))
+
+    assert key(algo="local_sgd", period=2) != key(algo="local_sgd", period=4)
+    assert key(algo="local_sgd", topology="ring") == key(algo="local_sgd", topology="torus")  # it mixes nothing
+    assert key(algo="dpsgd", period=2) == key(algo="dpsgd", period=4)  # not DPSGD's field
+    assert key(algo="gossip_pga", topology="ring") != key(algo="gossip_pga", topology="torus")
+    assert key(algo="choco", compress_ratio=0.5, compressor="topk") != key(algo="choco", compress_ratio=0.1,
+                                                                          compressor="topk")
+    assert "compressor" not in key(algo="gradient_tracking") and "topology" in key(algo="gradient_tracking")
 
 
 def test_bad_declarations_are_refused():
@@ -41,6 +63,8 @@ def test_bad_declarations_are_refused():
         Communication(neighbours_per_step=1)  # a subset of neighbours without mixing
     with pytest.raises(ValueError):
         Communication(message_fraction=0.0)
+    with pytest.raises(ValueError):
+        Communication(neighbour_mixing=True, exchanges_per_step=0)
 
 
 class PeriodicGossip(DPSGD):

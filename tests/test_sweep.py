@@ -408,3 +408,15 @@ def test_recipes_parse_and_plan(tmp_path):
         bad = tmp_path / "bad.yaml"
         bad.write_text("gird: {lr: [0.1]}\n")
         load_spec(bad)
+
+
+def test_grid_accepts_the_algorithm_fields():
+    from ddl.sweep.grid import normalize_grid, parse_grid_item
+
+    assert parse_grid_item("algo=ssgd,local_sgd,gossip_pga,gradient_tracking,choco")[1][-1] == "choco"
+    assert parse_grid_item("period=1,4") == ("period", [1, 4])
+    assert parse_grid_item("compressor=none,topk,qsgd") == ("compressor", ["none", "topk", "qsgd"])
+    assert parse_grid_item("compress-ratio=0.1,1") == ("compress_ratio", [0.1, 1.0])
+    assert normalize_grid({"consensus_step": [0.5, "1"]}) == {"consensus_step": [0.5, 1.0]}
+    with pytest.raises(ConfigError, match="period"):
+        parse_grid_item("period=two")

@@ -12,8 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from ddl.algorithms.base import Algorithm, LearnerState
+from ddl.algorithms.choco import Choco
 from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.dpsgd import DPSGD
+from ddl.algorithms.gossip_pga import GossipPGA
+from ddl.algorithms.gradient_tracking import GradientTracking
+from ddl.algorithms.local_sgd import LocalSGD
 from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.ssgd import SSGD
 from ddl.algorithms.topology import Topology
@@ -21,7 +25,8 @@ from ddl.comm import Collective
 from ddl.compute.learners import LearnerGradients
 from ddl.errors import ConfigError
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"ssgd": SSGD, "dpsgd": DPSGD}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (SSGD, DPSGD, LocalSGD, GossipPGA, GradientTracking, Choco)}
 
 _baselines = [name for name, cls in ALGORITHMS.items() if cls.identity.baseline]
 assert len(_baselines) == 1, f"exactly one registered algorithm must be the baseline, found {_baselines}"
@@ -60,14 +65,16 @@ def is_baseline(name: str) -> bool:
 
 
 def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, momentum: float,
-                    topology: Topology, weight_decay_kind: str = "l2sq") -> Algorithm:
-    """The algorithm called ``name``; the topology is passed to those that mix over it."""
+                    topology: Topology, weight_decay_kind: str = "l2sq", cfg: Any = None) -> Algorithm:
+    """The algorithm called ``name``; the topology is passed to those that mix over it, and the config fields
+    it names in ``options`` (its period, compressor, …) from ``cfg`` (its defaults without one)."""
     cls = algorithm_class(name)
+    kw = {} if cfg is None else {f: getattr(cfg, f) for f in cls.options}
     if cls.communication.uses_topology:
-        return cls(gradients, comm, momentum, topology=topology, weight_decay_kind=weight_decay_kind)
-    return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind)
+        kw["topology"] = topology
+    return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind, **kw)
 
 
-__all__ = ["ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Communication", "DPSGD", "Identity",
-           "LearnerState", "Mixer", "SSGD", "algorithm_class", "build_algorithm", "communication_of", "identity_of",
-           "is_baseline", "label_of"]
+__all__ = ["ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Choco", "Communication", "DPSGD",
+           "GossipPGA", "GradientTracking", "Identity", "LearnerState", "LocalSGD", "Mixer", "SSGD",
+           "algorithm_class", "build_algorithm", "communication_of", "identity_of", "is_baseline", "label_of"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -19,14 +19,17 @@ from ddl.compute.learners import LearnerGradients
 class LearnerState:
     """Everything that evolves during training for this worker's m learners (explicit, checkpointable).
 
-    ``W`` [m, P] flat weights; ``buffers`` BatchNorm statistics {name: [m, ...]}; ``momentum`` [m, P] or None.
-    The data-stream position is ``step`` itself (streams are pure functions of it).
+    ``W`` [m, P] flat weights; ``buffers`` BatchNorm statistics {name: [m, ...]}; ``momentum`` [m, P] or None;
+    ``rows``: an algorithm's own per-learner state {name: [m, ...]} (gradient tracking's tracker y, CHOCO's
+    public copies x̂), checkpointed and restored row by row like the momentum.  The data-stream position is
+    ``step`` itself (streams are pure functions of it; so is every algorithm's own randomness).
     """
 
     W: torch.Tensor
     buffers: dict[str, torch.Tensor]
     momentum: torch.Tensor | None = None
     step: int = 0
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _sole_owner(t: torch.Tensor) -> bool:
@@ -46,6 +49,9 @@ class Algorithm(ABC):
     name: ClassVar[str] = ""
     communication: ClassVar[Communication]
     identity: ClassVar[Identity]
+    #: config fields the constructor takes as keyword arguments (a period, a compressor, the seed of its own
+    #: random stream); :func:`ddl.algorithms.build_algorithm` passes them from the run's config
+    options: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def communication_for(cls, cfg: Any = None) -> Communication:
@@ -71,6 +77,32 @@ class Algorithm(ABC):
             state.momentum.mul_(self.momentum).add_(G)
             return state.momentum
         return G
+
+    def message_bytes(self, numel: int, value_bytes: int) -> int | None:
+        """Bytes of one message a learner sends one neighbour (one row; None when the algorithm mixes no
+        neighbours): a dense row here, CHOCO-SGD's compressed row there."""
+        return numel * value_bytes if type(self).communication.neighbour_mixing else None
+
+    def global_average(self, state: LearnerState) -> None:
+        """Every learner's weights, and momentum buffers, replaced by their average over all n learners (one
+        all-reduce each).  Averaging the buffers too makes a step that ends with an average from a common
+        point the SSGD step (docs/theory.md §7.1); BatchNorm statistics stay per learner."""
+        n = self.comm.n
+        w_bar = self.comm.allreduce_sum(state.W.sum(0)) / n
+        state.W.copy_(w_bar.expand_as(state.W))
+        if state.momentum is not None:
+            u_bar = self.comm.allreduce_sum(state.momentum.sum(0)) / n
+            state.momentum.copy_(u_bar.expand_as(state.momentum))
+
+    def local_step(self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float,
+                   weight_decay: float) -> torch.Tensor:
+        """Every learner's own (heavy-ball) SGD step at its own weights, nothing sent; returns the losses [m]."""
+        G, losses, state.buffers = self.gradients.grads(state.W, state.buffers, xs, ys)
+        d = self.direction(state, G, state.W, weight_decay)
+        new = self._output_buffer(state.W)
+        torch.add(state.W, d, alpha=-lr, out=new)
+        self._replace_weights(state, new)
+        return losses
 
     # ---- the [m, P] output of a step, without a fresh allocation --------------------------------------
     _previous: torch.Tensor | None = None  # the weights before the last step: the next step's output buffer

@@ -6,18 +6,19 @@ model, the experiment key of a configuration, the noise figures and the reports'
 read these facts; no code outside ``ddl/algorithms`` tests an algorithm's name (``tests/test_architecture.py``
 counts the literals).
 
-How the algorithms of the literature declare themselves (only SSGD and DPSGD exist so far):
+How the algorithms declare themselves (AD-PSGD is not built in this package yet; its row is the plan):
 
-==================  ===================  ===============  ======================  ===========  ================
-algorithm           gradient_allreduce   neighbour_mixing global_average_every    synchronous  message_fraction
-==================  ===================  ===============  ======================  ===========  ================
-SSGD                True                 False            None                    True         1.0
-DPSGD               False                True             None                    True         1.0
-local SGD (H)       False                False            H                       True         1.0
-Gossip-PGA (H)      False                True             H                       True         1.0
-AD-PSGD             False                True (1 peer)    None                    False        1.0
-CHOCO-SGD           False                True             None                    True         < 1 (compressed)
-==================  ===================  ===============  ======================  ===========  ================
+=================  ==================  ================  ====================  ===========  ================  =========
+algorithm          gradient_allreduce  neighbour_mixing  global_average_every  synchronous  message_fraction  exchanges
+=================  ==================  ================  ====================  ===========  ================  =========
+SSGD               True                False             None                  True         1.0               1
+DPSGD              False               True              None                  True         1.0               1
+local SGD (H)      False               False             H                     True         1.0               1
+Gossip-PGA (H)     False               True              H                     True         1.0               1
+gradient tracking  False               True              None                  True         1.0               2
+CHOCO-SGD          False               True              None                  True         < 1 (compressed)  1
+AD-PSGD            False               True (1 peer)     None                  False        1.0               1
+=================  ==================  ================  ====================  ===========  ================  =========
 
 A fact that depends on the run's configuration (a period H, a compression ratio) is filled in by the
 algorithm's :meth:`~ddl.algorithms.base.Algorithm.communication_for`, which receives the config.
@@ -38,12 +39,14 @@ class Communication:
     topology (the topology then belongs to the experiment).
     ``neighbours_per_step``: how many of the topology's neighbours a learner hears from in one step (None: all
     of them; 1: one, e.g. a random peer).
-    ``global_average_every``: every this many steps all learners' weights are averaged by an all-reduce (None:
-    never).
+    ``global_average_every``: every this many steps all learners' weights are averaged by an all-reduce, in
+    place of that step's neighbour mixing (None: never).
     ``synchronous``: a step uses the messages of the previous step, so a learner waits for them (False: it
     proceeds with whatever has arrived).
     ``message_fraction``: bytes of one message relative to one full model in the run's dtype (1.0; a
     compressed message is smaller).
+    ``exchanges_per_step``: how many rows a learner sends each neighbour per step, sent together (gradient
+    tracking sends its weights and its gradient tracker: 2).
     """
 
     gradient_allreduce: bool = False
@@ -52,6 +55,7 @@ class Communication:
     global_average_every: int | None = None
     synchronous: bool = True
     message_fraction: float = 1.0
+    exchanges_per_step: int = 1
 
     def __post_init__(self) -> None:
         if self.global_average_every is not None and self.global_average_every < 1:
@@ -60,6 +64,8 @@ class Communication:
             raise ValueError("neighbours_per_step applies only to an algorithm that mixes neighbours")
         if not self.message_fraction > 0:
             raise ValueError(f"message_fraction must be > 0, got {self.message_fraction}")
+        if self.exchanges_per_step < 1:
+            raise ValueError(f"exchanges_per_step must be ≥ 1, got {self.exchanges_per_step}")
 
     @property
     def learners_agree(self) -> bool:

@@ -4,7 +4,10 @@
 
 * ``speedup_heatmap.png``/``.json``: DPSGD's speed-up over SSGD (SSGD's simulated time for the same steps over
   DPSGD's, same compute draws) against link latency × straggler slowdown, for one model size and n;
-* ``speedup_vs_n.png``/``.json``: the speed-up against n (16 … 1024) per topology.
+* ``speedup_vs_n.png``/``.json``: the speed-up against n (16 … 1024) per topology;
+* ``algorithms.png``/``.json``: every registered algorithm's speed-up per step over SSGD against link latency,
+  priced from its declared communication (``--period`` for local SGD / Gossip-PGA, ``--compressor`` and
+  ``--compress-ratio`` for CHOCO-SGD), on ``--topology`` with n = ``--learners``.
 
 A speed-up per *step* is what the clock can say on its own; whether DPSGD needs more steps to reach a given
 test error is a training question, answered per run pair by :func:`ddl.report.clock.time_to_target` on the runs'
@@ -19,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ddl.algorithms import ALGORITHMS, BASELINE, DPSGD, label_of
+from ddl.algorithms import ALGORITHMS, BASELINE, DPSGD, communication_of, identity_of, label_of
 from ddl.loop.progress import progress_bar
 from ddl.measure.clock import ClockError, ComputeModel, Network, model_message_bytes, simulate
-from ddl.report.clock import fig_heatmap, fig_scaling, save_figure
+from ddl.report.clock import fig_algorithms, fig_heatmap, fig_scaling, save_figure
 
 DEFAULT_LATENCIES_US = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000)
 DEFAULT_SLOWDOWNS = (1, 1.5, 2, 3, 5, 8, 12)
@@ -107,6 +110,36 @@ def speedup_vs_n(ns: Sequence[int], topologies: Sequence[str], steps: int, compu
     return res
 
 
+def speedup_by_algorithm(n: int, steps: int, compute: ComputeModel, latencies_s: Sequence[float],
+                         bandwidth_Bps: float, message_bytes: float, topology: str, cfg, overlap: bool = True,
+                         shared_nic: bool = True, seed: int = 0) -> list[dict]:
+    """Per registered algorithm (its facts from ``cfg``: period, compressor): the baseline's simulated time over
+    its own, same compute draws, at each latency."""
+    from ddl.algorithms.topology import make_topology
+
+    topo = make_topology(topology, n)
+    rows = []
+    for name in ALGORITHMS:
+        comm = communication_of(name, replace_algo(cfg, name))
+        speedup = []
+        for lat in latencies_s:
+            net = Network(lat, bandwidth_Bps)
+            t_base = simulate(BASELINE, n, steps, compute, net, message_bytes, seed=seed)
+            speedup.append(t_base / simulate(comm, n, steps, compute, net, message_bytes, topo, overlap, seed,
+                                             shared_nic))
+        ident = identity_of(name)
+        rows.append({"algo": name, "label": ident.label, "color": ident.color, "speedup": speedup,
+                     "global_average_every": comm.global_average_every, "message_fraction": comm.message_fraction,
+                     "exchanges_per_step": comm.exchanges_per_step})
+    return rows
+
+
+def replace_algo(cfg, name: str):
+    import dataclasses
+
+    return dataclasses.replace(cfg, algo=name)
+
+
 # ---- ddl clock ----------------------------------------------------------------------------------------------
 
 
@@ -119,7 +152,12 @@ def add_clock_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--learners", type=int, default=16, help="n for the heatmap (default 16)")
     p.add_argument("--algo", default=DPSGD.name, choices=[a for a in ALGORITHMS if a != BASELINE],
                    help=f"the algorithm compared with the baseline {BASELINE} (default {DPSGD.name})")
-    p.add_argument("--topology", default="ring", help="DPSGD graph of the heatmap (default ring)")
+    p.add_argument("--topology", default="ring", help="graph of the heatmap and the algorithms map (default ring)")
+    p.add_argument("--period", type=int, default=8,
+                   help="algorithms map: local SGD / Gossip-PGA average every H steps (default 8)")
+    p.add_argument("--compressor", default="topk", help="algorithms map: CHOCO-SGD's compressor (default topk)")
+    p.add_argument("--compress-ratio", type=float, default=0.01,
+                   help="algorithms map: CHOCO-SGD's compression ratio (default 0.01)")
     p.add_argument("--compute-ms", type=float, default=40.0,
                    help="mean compute time of one learner's step in ms (default 40: ResNet-18, b=128, one V100)")
     p.add_argument("--jitter", type=float, default=0.1, help="σ of the log-normal compute factor (default 0.1)")
@@ -186,7 +224,26 @@ def run_clock(args: argparse.Namespace) -> int:
     save_figure(fig_scaling(res, title, labels), out / "speedup_vs_n.png")
     _write(out / "speedup_vs_n.json", {**common, "latency_us": args.latency_us,
                                        "straggler_slowdown": args.straggler_slowdown, **res})
-    print(f"wrote {out / 'speedup_heatmap.png'}, {out / 'speedup_vs_n.png'} (+ JSON)")
+    from ddl.config import TrainConfig
+    from ddl.errors import ConfigError
+
+    try:
+        cfg = TrainConfig(period=args.period, compressor=args.compressor, compress_ratio=args.compress_ratio,
+                          dtype=args.dtype).validate()
+    except ConfigError as e:
+        raise ClockError(str(e)) from None
+    rows = speedup_by_algorithm(args.learners, args.steps, compute, [v * 1e-6 for v in args.latencies_us],
+                                network.bandwidth_Bps, msg, args.topology, cfg, args.overlap, args.shared_nic,
+                                args.seed)
+    res = {**common, "learners": args.learners, "topology": args.topology, "period": args.period,
+           "compressor": args.compressor, "compress_ratio": args.compress_ratio, "baseline": label_of(BASELINE),
+           "latencies_us": args.latencies_us, "straggler_slowdown": args.straggler_slowdown, "algorithms": rows}
+    title = (f"{model_desc}, n={args.learners}, {args.topology}, H={args.period}, CHOCO {args.compressor} "
+             f"r={args.compress_ratio:g}; compute {args.compute_ms:g} ms, stragglers p={args.straggler_prob:g} × "
+             f"{args.straggler_slowdown:g}, {args.bandwidth_gbps:g} Gbit/s")
+    save_figure(fig_algorithms(res, title), out / "algorithms.png")
+    _write(out / "algorithms.json", res)
+    print(f"wrote {out / 'speedup_heatmap.png'}, {out / 'speedup_vs_n.png'}, {out / 'algorithms.png'} (+ JSON)")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, algorithm_class, identity_of
+from ddl.algorithms.compression import COMPRESSORS
 from ddl.algorithms.schedule import SCHEDULES
 from ddl.algorithms.topology import TOPOLOGIES, degenerate_request
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
@@ -62,6 +63,12 @@ class TrainConfig:
     lr: float = _field(0.1, "learning rate α", "algorithm")
     topology: str = _field("ring", "DPSGD neighbour set (mixing matrix)", "algorithm", choices=tuple(TOPOLOGIES))
     momentum: float = _field(0.0, "heavy-ball momentum (per-learner buffers)", "algorithm")
+    period: int = _field(1, "local SGD / Gossip-PGA: average all learners' weights every H steps", "algorithm")
+    compressor: str = _field("none", "CHOCO-SGD: message compressor (none: whole rows)", "algorithm",
+                             choices=COMPRESSORS)
+    compress_ratio: float = _field(1.0, "CHOCO-SGD: topk keeps this fraction of the entries; qsgd sends "
+                                   "round(r·8·bytes per value) bits per entry", "algorithm")
+    consensus_step: float = _field(1.0, "CHOCO-SGD: consensus step size γ", "algorithm")
     weight_decay: float = _field(0.0, "weight decay β (penalty per --weight-decay-kind)", "algorithm")
     weight_decay_kind: str = _field("l2sq", "weight decay penalty on each learner's whole weight vector: l2sq "
                                     "(β/2)‖w‖², gradient β·w (PyTorch's); l2norm β‖w‖₂, gradient β·w/‖w‖₂ (the "
@@ -176,6 +183,7 @@ class TrainConfig:
         check_width(self.model, self.width)
         if self.width is None and self.model in PAPER_WIDTHS:  # recorded as the number it is
             self.width = PAPER_WIDTHS[self.model]
+        algorithm_class(self.algo).communication_for(self)  # an algorithm's own checks of its fields
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
         if algorithm_class(self.algo).communication.uses_topology:  # never silently another graph
@@ -208,6 +216,9 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "batch_size": (1, False, None, False),
     "lr": (0, True, None, False),
     "momentum": (0, False, 1, True),
+    "period": (1, False, None, False),
+    "compress_ratio": (0, True, 1, False),
+    "consensus_step": (0, True, 1, False),
     "weight_decay": (0, False, None, False),
     "wd_stop_epoch": (0, False, None, False),
     "lr_milestones": (0, False, None, False),

@@ -80,6 +80,8 @@ class FieldType:
             elif not isinstance(v, (list, tuple)):
                 v = [v]
             return [self._parse_scalar(e, False, where) for e in v]
+        if self.choices and isinstance(v, str) and v.strip() in self.choices:  # a choice named "none" is text
+            return v.strip()
         value = self._parse_scalar(v, self.optional, where)
         if self.choices and value not in self.choices:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")

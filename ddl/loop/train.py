@@ -102,7 +102,8 @@ class Trainer:
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         topology = make_topology(cfg.topology, cfg.learners)
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
-                                    cfg.weight_decay_kind)
+                                    cfg.weight_decay_kind, cfg)
+        self._message_bytes = self.algo.message_bytes(self.spec.numel, torch.finfo(self.dtype).bits // 8)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
         self.topology = topology if self.algo.communication_for(cfg).uses_topology else None
         # the simulated wall clock depends on config + seed only (and, without --compute-ms, this worker's timing)
@@ -252,6 +253,8 @@ class Trainer:
                            "time": time.perf_counter() - t0}
                     if self.clock is not None:
                         rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
+                    if self._message_bytes is not None:  # what one learner sends one neighbour per exchange
+                        rec["message_bytes"] = self._message_bytes
                     last = rec
                     self.files.append_metrics(rec)
                     bar.set_postfix(loss=f"{rec['train_loss']:.3g}", test_acc=f"{rec['test_acc']:.4f}")
@@ -287,6 +290,7 @@ class Trainer:
         W_all = comm.gather_rows(self.state.W)
         B_all = {k: comm.gather_rows(v) for k, v in self.state.buffers.items()}
         M_all = comm.gather_rows(self.state.momentum) if self.state.momentum is not None else None
+        R_all = {k: comm.gather_rows(v) for k, v in sorted(self.state.rows.items())}
         rng_cpu = comm.gather_rows(torch.get_rng_state().unsqueeze(0))
         rng_cuda = None
         if self.device.type == "cuda":
@@ -306,6 +310,7 @@ class Trainer:
             "format": 1, "step": self.state.step, "config": self.cfg.to_dict(), "world": comm.world,
             "weights": W_all.cpu(), "buffers": {k: v.cpu() for k, v in B_all.items()},
             "momentum": None if M_all is None else M_all.cpu(),
+            "algorithm_rows": {k: v.cpu() for k, v in R_all.items()},
             "rng_cpu": rng_cpu.cpu(), "rng_cuda": None if rng_cuda is None else rng_cuda.cpu(),
             "loop": loop.cpu(), "elapsed": time.perf_counter() - t0, "files": files, "extra": extra,
             "result": None if result is None else {"status": result.status, "diverged_step": result.diverged_step},
@@ -350,6 +355,8 @@ class Trainer:
         self.state.buffers = {k: v[lo:hi].to(self.device).contiguous() for k, v in ck["buffers"].items()}
         if ck["momentum"] is not None:
             self.state.momentum = ck["momentum"][lo:hi].to(self.device, self.dtype).contiguous()
+        self.state.rows = {k: v[lo:hi].to(self.device, self.dtype).contiguous()
+                           for k, v in ck.get("algorithm_rows", {}).items()}
         self.state.step = step
         if self.clock is not None:
             self.clock.restore(ck["extra"].get("clock_base_s"))

@@ -30,7 +30,11 @@ times the dtype's size.  ``T_a(t)`` is the time learner ``a`` starts step ``t`` 
   gradient (as the Mixer does), so on it DPSGD costs what SSGD costs.
 * **A periodic global average** (``global_average_every = H``): after every H-th step all learners wait for the
   slowest and average their weights by a ring all-reduce, T(t+1) = max_a T_a(t+1) + 2(n−1)·(α + (P/n)·bytes/β).
-* A message's bytes are the model's times the algorithm's ``message_fraction``.
+  It takes the place of that step's neighbour mixing (Gossip-PGA): an averaging step is a barrier, the
+  learners' gradients then the all-reduce.
+* A message's bytes are the model's times the algorithm's ``message_fraction`` (CHOCO-SGD's compressed rows)
+  times its ``exchanges_per_step`` (gradient tracking sends weights and tracker together: twice the bytes, one
+  latency); the global average's all-reduce moves whole models.
 
 A pattern the clock does not model is an error (:class:`ClockError`), never a silent guess: asynchronous
 algorithms (``synchronous=False``: AD-PSGD, stale gradients) and mixing with a subset of the neighbours per step
@@ -223,13 +227,14 @@ class Clock:
             topology = None  # nothing travels over it
         self.algo = None if isinstance(algo, Communication) else algo
         self.communication, self.n, self.network = comm, n, network
-        self.message_bytes = float(message_bytes) * comm.message_fraction
+        self.message_bytes = float(message_bytes) * comm.message_fraction * comm.exchanges_per_step
         self.topology, self.overlap, self.shared_nic = topology, overlap, shared_nic
         self.compute = compute
         self._sampler = compute.sampler(n, seed) if compute is not None else None
         self.T = np.zeros(n)
         self.step = 0
         self._allreduce_s = network.ring_allreduce_s(n, self.message_bytes)
+        self._average_s = network.ring_allreduce_s(n, float(message_bytes))  # a global average: whole models
         self._message_s = network.message_s(self.message_bytes)
         self._barrier = comm.gradient_allreduce or (comm.neighbour_mixing and topology.is_complete)
         self._mixing = comm.neighbour_mixing and not self._barrier
@@ -283,7 +288,10 @@ class Clock:
         T = self.T
         for i, c_t in enumerate(c):
             done = T + c_t  # own gradient finished
-            if self._barrier:
+            averages = bool(self._average_every) and (self.step + 1) % self._average_every == 0
+            if averages:  # the global average, in place of this step's mixing
+                T = np.full(self.n, done.max() + self._average_s)
+            elif self._barrier:
                 T = np.full(self.n, done.max() + self._allreduce_s)
             elif self._mixing:
                 idx, valid, msg = self._table(self.step)
@@ -293,8 +301,6 @@ class Clock:
             else:  # nothing sent this step
                 T = done
             self.step += 1
-            if self._average_every and self.step % self._average_every == 0:
-                T = np.full(self.n, T.max() + self._allreduce_s)
             out[i] = T if history else T.max()
         self.T = T
         return out

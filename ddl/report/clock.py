@@ -75,6 +75,28 @@ def fig_scaling(res: dict, title: str, labels: tuple[str, str]):
     return fig
 
 
+def fig_algorithms(res: dict, title: str):
+    """Every algorithm's speed-up over the baseline against link latency (one line per algorithm, its label and
+    colour from its declaration)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    lat = res["latencies_us"]
+    for row in res["algorithms"]:
+        ax.plot(lat, row["speedup"], "o-", color=row["color"], label=row["label"])
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("link latency (µs)")
+    ax.set_ylabel(f"speed-up per step over {res['baseline']} (>1: faster)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ---- the clock in a comparison report ---------------------------------------------------------------------
 
 

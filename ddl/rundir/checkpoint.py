@@ -5,6 +5,7 @@ A checkpoint is ``RUN/checkpoints/state-<step>.pt``: one header line
 
     {"format": 1, "step": int, "config": {...resolved TrainConfig...}, "world": K,
      "weights": [n, P], "buffers": {name: [n, ...]}, "momentum": [n, P] or None,   # every learner's rows
+     "algorithm_rows": {name: [n, ...]},  # an algorithm's own per-learner state (tracker y, CHOCO's copies ŵ)
      "rng_cpu": [K, S] uint8, "rng_cuda": [K, S'] uint8 or None,                    # every worker's RNG
      "loop": [K, 3] float64,     # every worker's (first non-finite step or −1, loss sum, loss count) since the
                                  # last evaluation: the stop rule's and the minibatch-loss log's state
