@@ -55,9 +55,14 @@ class _Lock:
 
 
 def default_parallelism(n_cores: int, jobs: int | None = None) -> tuple[int, int]:
-    """(jobs, threads per run) when not given: as many runs at a time as cores, one torch thread each — the
-    fastest local setting measured by ``benchmarks/bench_sweep.py`` (``benchmarks/results/sweep.json``: on 2
-    cores, 2 runs × 1 thread beat 1 run × 2 threads); with ``jobs`` given, the cores shared among them."""
+    """(jobs, threads per run) when not given: one torch thread per run, as many runs at a time as cores; with
+    ``jobs`` given, the cores shared among them.
+
+    Measured (``benchmarks/bench_sweep.py``, ``benchmarks/results/sweep.json``; 2 cores): one thread per run was the
+    faster in every measurement — 3.9× over 1 run × 2 threads on the loaded box, where a 2-thread run competes with
+    other work for both cores, and 1.15× (2 runs × 1 thread against 1 × 2) on an idle one.  How many runs at a time
+    depends on the load: idle, two 1-thread runs use both cores; on the loaded box 1 run × 1 thread finished first
+    (1.29× over 2 × 1), the cores being taken by others already."""
     jobs = n_cores if jobs is None else jobs
     return jobs, max(1, n_cores // max(jobs, 1))
 
