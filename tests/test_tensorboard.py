@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("tensorboard")  # an optional dependency (the test extra installs it)
+pytest.importorskip("tensorboard")  # an optional extra: `make test` installs it, so there the test always runs
 
 
 def test_tensorboard_event_files_hold_the_logs(small_cfg):
