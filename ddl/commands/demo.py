@@ -22,8 +22,9 @@ from ddl.algorithms import BASELINE, DPSGD
 from ddl.loop.train import train
 from ddl.report.sweep import build_sweep_report
 from ddl.report.sweep_data import MEASURE_DIR, read_sweep, regime_maps
+from ddl.sweep.execute import cores
 from ddl.sweep.plan import SweepSpec
-from ddl.sweep.run import run_sweep
+from ddl.sweep.run import default_parallelism, run_sweep
 
 # The noise meter is exact by default (full training gradient, Lanczos to a tolerance), which costs seconds per
 # measurement on a CPU; the demo measures every 500 steps against a stratified sample of 1 000 training samples
@@ -47,17 +48,21 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seeds: li
     """Run (or finish: done runs are kept) the demo sweep in ``out``; the report's path."""
     t0 = time.perf_counter()
     res = run_sweep(demo_spec(epochs, seeds), out, jobs=jobs, report=False)
-    measure_most_different(res.out)
+    measure_most_different(res.out, threads=default_parallelism(cores(), jobs)[1])
     report = build_sweep_report(res.out)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; runs in {res.out}")
     print(f"report: {report}")
     return report
 
 
-def measure_most_different(sweep_dir: Path, measurements: int = DEMO_MEASUREMENTS) -> list[Path]:
+def measure_most_different(sweep_dir: Path, measurements: int = DEMO_MEASUREMENTS, threads: int = 1) -> list[Path]:
     """Train the runs that trained in the regime map's most-different cell again with the noise measured every
-    ⌊steps / measurements⌋ steps (at least ``measurements`` times after step 0), into ``DIR/measure/RUN``;
-    done ones are kept.  The directories written."""
+    ⌊steps / measurements⌋ steps (at least ``measurements`` times after step 0), into ``DIR/measure/RUN``, with
+    the torch threads the sweep's runs had (so that the trajectory is the same bit for bit); done ones are kept.
+    The directories written."""
+    import torch
+
+    torch.set_num_threads(threads)
     _, grid, cells = read_sweep(sweep_dir)
     maps = regime_maps(grid, cells)
     found = maps[0].most_different() if maps else None
