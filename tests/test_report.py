@@ -199,7 +199,9 @@ def test_identical_notices_are_one_line(runs, tmp_path):
     lines = check_lines(copies)
     approx = [x for x in lines if "approximate full gradient" in x]
     assert approx == ["⚠ noise measured against an approximate full gradient and Hessian (100 samples, "
-                      "--noise-samples), not the whole training set — 3 runs: a, b, c"]
+                      "--noise-samples), not the whole training set — all 3 runs"]
+    mixed = check_lines(copies[:2] + [read_run(runs["ssgd"])])  # the exact run is not named
+    assert [x for x in mixed if "approximate full gradient" in x][0].endswith("— 2 runs: a, b")
 
 
 def test_html_is_self_contained(report):

@@ -80,7 +80,9 @@ def check_lines(runs: list[RunData]) -> list[str]:
                  "--noise-samples), not the whole training set", name)
     out = []
     for k in kinds.values():
-        line = f"⚠ {k['text']} — {len(k['runs'])} run{'s' if len(k['runs']) != 1 else ''}: {', '.join(k['runs'])}"
+        n = len(k["runs"])
+        which = f"all {n} runs" if n == len(runs) > 1 else f"{n} run{'s' if n != 1 else ''}: {', '.join(k['runs'])}"
+        line = f"⚠ {k['text']} — {which}"
         vals = [v for v in k["values"] if v == v]
         if k["word"] and vals:
             line += f" ({k['word']} {max(vals):.2g})"

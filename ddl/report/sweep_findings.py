@@ -92,8 +92,8 @@ def _direction_lines(cells: list[GridPoint]) -> list[str]:
 
         out.append(f"{values_label(c.values)}: **{direction_outcome(st)}** here — η_DP {_ms(st['eta_top_share'])}, "
                    f"ξ {_ms(st['xi_top_share'])}, η − ξ {_ms(st['eta_minus_xi_top_share'])}, k/P "
-                   f"{st['random_top_share']['mean']:.2g} ({st['eta_top_share']['n']} seeds, "
-                   f"{st['noise_measurements']['mean']:.0f} measurements per run).")  # fmt: skip
+                   f"{st['random_top_share']['mean']:.2g} ({st['eta_top_share']['n']} seed(s), "
+                   f"{st['noise_measurements']['mean']:.0f} measurement(s) per run after step 0).")  # fmt: skip
     return out
 
 
