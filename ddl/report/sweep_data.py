@@ -59,7 +59,7 @@ class GridPoint:
 #: ``SWEEP/measure/RUN``: a dedicated noise-measurement run of the sweep's run RUN (``ddl demo`` writes them for
 #: the cell its report shows): the same configuration and seed with the noise measured more often.  The meter
 #: never changes training, so the two trajectories are the same; the report uses its noise records only when the
-#: final evaluations agree exactly (:func:`with_measurement_run`).
+#: final evaluations (less the timings) agree exactly (:func:`with_measurement_run`).
 MEASURE_DIR = "measure"
 
 
@@ -70,9 +70,14 @@ def with_measurement_run(sweep_dir: Path, run: RunData) -> RunData:
     if not (dense / "summary.json").is_file():
         return run
     other = read_run(dense)
-    if other.summary.get("final") != run.summary.get("final") or other.summary.get("steps") != run.summary.get("steps"):
+    if _evaluation(other) != _evaluation(run) or other.summary.get("steps") != run.summary.get("steps"):
         return run
     return dataclasses.replace(run, noise=other.noise)
+
+
+def _evaluation(run: RunData) -> dict:
+    """A run's final evaluation without its timings (wall time and simulated clock depend on the machine)."""
+    return {k: v for k, v in (run.summary.get("final") or {}).items() if k not in ("time", "sim_time_s")}
 
 
 def cell_key(values: dict) -> str:
