@@ -225,3 +225,19 @@ def test_bad_algorithm_options_are_config_errors(small_cfg):
         Trainer(small_cfg(algo="choco", topology="one-peer-exponential", learners=4).validate())
     with pytest.raises(ConfigError, match="--period"):
         small_cfg(algo="local_sgd", period=0).validate()
+
+
+@pytest.mark.parametrize("compressor,ratio,want", [
+    ("topk", 0.1, 2472 * (4 + 4)),  # ⌈0.1 · 24 720⌉ values and their 32-bit indices
+    ("qsgd", 0.125, 4 + 24_720 * 4 // 8),  # one norm + 4 bits per entry
+    ("none", 1.0, 24_720 * 4),
+])
+def test_metrics_record_the_compressed_message_size(small_cfg, compressor, ratio, want):
+    from ddl.loop.train import train
+    from ddl.rundir.layout import load_run
+
+    res = train(small_cfg(algo="choco", learners=4, batch_size=10, compressor=compressor, compress_ratio=ratio,
+                          train_per_class=10, test_per_class=5))
+    assert {r["message_bytes"] for r in load_run(res.out).metrics()} == {want}
+    assert "message_bytes" not in load_run(train(small_cfg(name="ssgd", learners=2, train_per_class=10,
+                                                           test_per_class=5)).out).metrics()[0]

@@ -72,6 +72,20 @@ def test_ray_actors_reproduce_simulator_on_every_sparse_topology(pool, tmp_path)
         assert (w - w.mean(0)).abs().max() > 1e-5, topo
 
 
+def test_ray_actors_reproduce_simulator_for_the_other_algorithms(pool, tmp_path):
+    """local SGD, Gossip-PGA, gradient tracking and CHOCO-SGD (top-k and qsgd) on the same four actors."""
+    cases = [("local_sgd", dict(period=3, momentum=0.9, weight_decay=1e-3)), ("gossip_pga", dict(period=3)),
+             ("gradient_tracking", dict(weight_decay=1e-3)),
+             ("choco", dict(compressor="topk", compress_ratio=0.1, consensus_step=0.5, momentum=0.9)),
+             ("choco", dict(compressor="qsgd", compress_ratio=0.25, consensus_step=0.5))]
+    for i, (algo, extra) in enumerate(cases):
+        cfg = TrainConfig(algo=algo, learners=4, out=str(tmp_path / f"ray{i}"), backend="ray", **TINY, **extra)
+        w = torch.load(pool.train(cfg).out / "checkpoints" / "learners.pt")["weights"]
+        ref = sim_weights(cfg, tmp_path / f"sim{i}")
+        assert (w - ref).abs().max() <= 1e-6, (algo, extra)
+        assert (w - w.mean(0)).abs().max() > 1e-5, (algo, extra)
+
+
 def test_cli_ray_two_actors_of_two_learners(cluster, tmp_path, capsys):
     """``ddl train --backend ray`` on the running cluster: 2 actors × 2 learners, DPSGD ring over 4 learners."""
     out = tmp_path / "cli"

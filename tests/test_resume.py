@@ -273,6 +273,7 @@ def test_resume_on_cuda_is_bit_identical(tmp_path):
     assert ck["rng_cuda"] is not None and ck["rng_cuda"].shape[0] == 1
 
 
+@pytest.mark.slow  # three pairs of end-to-end runs (~80 s on 2 cores)
 @pytest.mark.parametrize("algo_args", [
     ["--algo", "gradient_tracking", "--momentum", "0"],
     ["--algo", "choco", "--compressor", "qsgd", "--compress-ratio", "0.125", "--consensus-step", "0.5"],

@@ -52,12 +52,23 @@ class Algorithm(ABC):
     #: config fields the constructor takes as keyword arguments (a period, a compressor, the seed of its own
     #: random stream); :func:`ddl.algorithms.build_algorithm` passes them from the run's config
     options: ClassVar[tuple[str, ...]] = ()
+    #: the average weight w̄ moves as heavy-ball SGD on ḡ = (1/n) Σ_a [∇L_{μ_a}(w_a) + decay at w_a], each
+    #: learner's gradient at its own weights: then the algorithm's extra noise relative to the SSGD step at w̄ is
+    #: η = (1/n) Σ_a [∇L_{μ_a}(w_a) − ∇L_{μ_a}(w̄)], what the noise meter measures (docs/theory.md §8); an
+    #: algorithm for which it does not hold (stale gradients) says False and the meter refuses it
+    mean_follows_own_gradients: ClassVar[bool] = True
 
     @classmethod
     def communication_for(cls, cfg: Any = None) -> Communication:
         """What this algorithm sends in a run configured by ``cfg``: the class's ``communication``; an algorithm
         with a config-dependent fact (a period, a compression ratio) fills it in here."""
         return cls.communication
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """A :class:`~ddl.errors.ConfigError` naming the flag when ``cfg`` asks this algorithm for something it
+        does not do (called by ``TrainConfig.validate``, before anything is written)."""
+        cls.communication_for(cfg)
 
     def __init__(self, gradients: LearnerGradients, comm: Collective, momentum: float = 0.0,
                  weight_decay_kind: str = "l2sq"):

@@ -44,6 +44,14 @@ class Choco(Algorithm):
         return Communication(neighbour_mixing=True,
                              message_fraction=compression.message_fraction(cfg.compressor, cfg.compress_ratio, vb))
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        from ddl.algorithms.topology import make_topology
+
+        cls.communication_for(cfg)
+        if make_topology(cfg.topology, cfg.learners).time_varying:
+            raise ConfigError(f"--topology: choco needs a static graph, {cfg.topology} changes every step")
+
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq",
                  compressor: str = "none", compress_ratio: float = 1.0, consensus_step: float = 1.0, seed: int = 0,
                  dtype: str = "float32"):

@@ -15,6 +15,7 @@ import torch
 from ddl.algorithms.base import LearnerState
 from ddl.algorithms.communication import Communication, Identity
 from ddl.algorithms.dpsgd import DPSGD
+from ddl.algorithms.local_sgd import with_period
 
 
 class GossipPGA(DPSGD):
@@ -25,16 +26,12 @@ class GossipPGA(DPSGD):
 
     @classmethod
     def communication_for(cls, cfg=None) -> Communication:
-        if cfg is None:
-            return cls.communication
-        return Communication(neighbour_mixing=True, global_average_every=int(cfg.period))
+        return cls.communication if cfg is None else with_period(cls.communication, cfg.period)
 
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq",
                  period: int = 1):
         super().__init__(gradients, comm, momentum, topology, weight_decay_kind)
-        if period < 1:
-            raise ValueError(f"period must be ≥ 1, got {period}")
-        self.period = period
+        self.period = with_period(self.communication, period).global_average_every
 
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

@@ -28,6 +28,11 @@ class GradientTracking(Algorithm):
     communication = Communication(neighbour_mixing=True, exchanges_per_step=2)
     identity = Identity(label="gradient tracking", color="C5", experiment_fields=("topology",))
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.momentum:
+            raise ConfigError("--momentum: gradient_tracking takes no momentum (its update has none)")
+
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq"):
         super().__init__(gradients, comm, momentum, weight_decay_kind)
         if momentum:

@@ -11,10 +11,17 @@ common w̄ and ū and the average of the learners' steps is the SSGD step (tests
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.communication import Communication, Identity
+
+
+def with_period(communication: Communication, period: int) -> Communication:
+    """``communication`` with a global average every ``period`` steps (which it checks: ≥ 1)."""
+    return dataclasses.replace(communication, global_average_every=int(period))
 
 
 class LocalSGD(Algorithm):
@@ -25,15 +32,11 @@ class LocalSGD(Algorithm):
 
     @classmethod
     def communication_for(cls, cfg=None) -> Communication:
-        if cfg is None:
-            return cls.communication
-        return Communication(global_average_every=int(cfg.period))
+        return cls.communication if cfg is None else with_period(cls.communication, cfg.period)
 
     def __init__(self, gradients, comm, momentum: float = 0.0, weight_decay_kind: str = "l2sq", period: int = 1):
         super().__init__(gradients, comm, momentum, weight_decay_kind)
-        if period < 1:
-            raise ValueError(f"period must be ≥ 1, got {period}")
-        self.period = period
+        self.period = with_period(self.communication, period).global_average_every
 
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

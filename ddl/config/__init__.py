@@ -183,7 +183,7 @@ class TrainConfig:
         check_width(self.model, self.width)
         if self.width is None and self.model in PAPER_WIDTHS:  # recorded as the number it is
             self.width = PAPER_WIDTHS[self.model]
-        algorithm_class(self.algo).communication_for(self)  # an algorithm's own checks of its fields
+        algorithm_class(self.algo).check_config(self)  # an algorithm's own checks of its fields
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
         if algorithm_class(self.algo).communication.uses_topology:  # never silently another graph

@@ -122,6 +122,10 @@ class Trainer:
         if cfg.measure_noise:
             from ddl.measure.noise import NoiseMeter
 
+            if not self.algo.mean_follows_own_gradients:
+                raise ConfigError(f"--measure-noise: the noise meter's extra noise is not defined for {cfg.algo} "
+                                  "(its average weight does not move by its learners' current gradients)")
+
             # the full training set (labels as trained: what the minibatches are drawn from), or with
             # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
             ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise", cfg.stratify)
