@@ -75,9 +75,14 @@ def with_measurement_run(sweep_dir: Path, run: RunData) -> RunData:
     return dataclasses.replace(run, noise=other.noise)
 
 
+_EVALUATION = ("step", "minibatch_loss", "train_loss", "train_acc", "test_loss", "test_acc", "consensus")
+
+
 def _evaluation(run: RunData) -> dict:
-    """A run's final evaluation without its timings (wall time and simulated clock depend on the machine)."""
-    return {k: v for k, v in (run.summary.get("final") or {}).items() if k not in ("time", "sim_time_s")}
+    """A run's final evaluation of the trajectory: losses, accuracies, consensus (not the timings or the clock's
+    bookkeeping, which depend on the machine and the version)."""
+    final = run.summary.get("final") or {}
+    return {k: final.get(k) for k in _EVALUATION}
 
 
 def cell_key(values: dict) -> str:
