@@ -28,6 +28,7 @@ from ddl.compute.learners import AMP_MODES
 from ddl.compute.learners import MODES as SIM_MODES
 from ddl.config.fieldtypes import field_types, flag_name
 from ddl.data import DATASETS
+from ddl.data.partition import PARTITIONS
 from ddl.data.subsets import STRATIFY_MODES
 from ddl.errors import ConfigError
 from ddl.models.cifar import PAPER_WIDTHS
@@ -123,6 +124,11 @@ class TrainConfig:
     test_per_class: int | None = _field(None, "test samples per class (mnist5k: 100; others: all)", "data")
     label_noise: float = _field(0.0, "fraction ρ of training labels set to a wrong class", "data")
     augment: bool = _field(False, "CIFAR random crop + horizontal flip", "data")
+    partition: str = _field("iid", "how learners' data differ: iid (every learner samples the whole training set) "
+                            "or dirichlet (each learner samples its own shard, split per class with proportions "
+                            "~ Dir(--dirichlet-alpha); docs/theory.md)", "data", choices=PARTITIONS)
+    dirichlet_alpha: float = _field(1.0, "concentration α of the Dirichlet shards (small: each learner holds few "
+                                    "classes; large: near-IID); used with --partition dirichlet", "data")
     # ---- the replicate: everything above fixes an experiment, the seed one repetition of it
     seed: int = _field(0, "seed of the initial weights, data split and minibatch streams", "replicate")
     # ---- execution: where and how, never what
@@ -241,6 +247,7 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "train_per_class": (1, False, None, False),
     "test_per_class": (1, False, None, False),
     "label_noise": (0, False, 1, True),
+    "dirichlet_alpha": (0, True, None, False),
     "seed": (0, False, None, False),
     "workers": (1, False, None, False),
     "checkpoint_every": (0, False, None, False),

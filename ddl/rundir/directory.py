@@ -46,7 +46,7 @@ class RunDirectory:
         except OSError as e:
             raise ConfigError(f"--out: cannot write the run directory {out} ({e.strerror or type(e).__name__})") \
                 from None
-        for stale in (*LOGS, "summary.json", "checkpoints"):
+        for stale in (*LOGS, "summary.json", "partition.json", "checkpoints"):
             p = out / stale
             if p.is_dir():
                 for f in p.iterdir():
@@ -59,6 +59,10 @@ class RunDirectory:
         write_json(self.path / "config.json", config)
 
     # ---- during training ---------------------------------------------------------------------------
+    def write_partition(self, partition: dict[str, Any]) -> None:
+        """``partition.json``: with non-IID data, every learner's shard size and class histogram."""
+        write_json(self.path / "partition.json", partition)
+
     def append_metrics(self, record: dict) -> None:
         append_jsonl(self.path / "metrics.jsonl", record)
         if self.tensorboard is not None:
