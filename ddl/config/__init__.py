@@ -20,7 +20,7 @@ from typing import Any
 from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, algorithm_class, identity_of
 from ddl.algorithms.compression import COMPRESSORS
 from ddl.algorithms.schedule import SCHEDULES
-from ddl.algorithms.topology import TOPOLOGIES
+from ddl.algorithms.topology import TOPOLOGIES, degenerate_request
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
@@ -29,6 +29,7 @@ from ddl.compute.learners import MODES as SIM_MODES
 from ddl.config.fieldtypes import field_types, flag_name
 from ddl.data import DATASETS
 from ddl.data.partition import PARTITIONS
+from ddl.data.subsets import STRATIFY_MODES
 from ddl.errors import ConfigError
 from ddl.models.cifar import PAPER_WIDTHS
 from ddl.models.factory import INITS, MODELS, check_width
@@ -87,6 +88,10 @@ class TrainConfig:
     eval_every: int = _field(1, "evaluate the averaged model every this many epochs", "stopping")
     eval_samples: int | None = _field(None, "evaluate on a seeded, class-stratified sample of at most this many "
                                       "train and test samples (default: all)", "stopping")
+    stratify: str = _field("proportional", "how every subset (--eval-samples, --noise-samples, the analysis's "
+                           "--test-samples) shares its samples between classes: in proportion to the class sizes "
+                           "(estimates the data's own loss) or equal counts (a class-balanced loss)", "stopping",
+                           choices=STRATIFY_MODES)
     # ---- measurements (never change the trajectory)
     measure_noise: int = _field(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)", "measure")
     noise_samples: int | None = _field(None, "approximate the noise measurement's full gradient and Hessian with a "
@@ -162,6 +167,8 @@ class TrainConfig:
     straggler_slowdown: float = _field(3.0, "clock: a straggling step takes this many times longer", "execution")
     latency_us: float = _field(50.0, "clock: link latency α in µs (default: 10 GbE through one switch)", "execution")
     bandwidth_gbps: float = _field(10.0, "clock: link bandwidth β in Gbit/s (default: 10 GbE)", "execution")
+    tensorboard: bool = _field(False, "also write the metrics, noise and simulated clock as TensorBoard event files "
+                               "under RUN_DIR/tensorboard (needs the tensorboard package)", "execution")
     clock_overlap: bool = _field(True, "clock: DPSGD sends its weights when a step starts, overlapping the gradient "
                                  "(--no-clock-overlap: sends after it)", "execution")
     clock_shared_nic: bool = _field(True, "clock: a learner's messages of one step share its link (degree d costs "
@@ -185,6 +192,10 @@ class TrainConfig:
         algorithm_class(self.algo).check_config(self)  # an algorithm's own checks of its fields
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
+        if algorithm_class(self.algo).communication.uses_topology:  # never silently another graph
+            why = degenerate_request(self.topology, self.learners)
+            if why is not None:
+                raise ConfigError(why)
         return self
 
     @property

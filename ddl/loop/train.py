@@ -91,8 +91,10 @@ class Trainer:
         self.y_test = d.y_test.to(self.device)
         # --eval-samples: stratified, seeded subsets (the test one is the same for every run, so runs compare)
         k = cfg.eval_samples
-        self.eval_train = None if k is None else stratified_subset(d.y_train, k, cfg.seed, "eval-train").to(self.device)
-        self.eval_test = None if k is None else stratified_subset(d.y_test, k, 0, "eval-test").to(self.device)
+        self.eval_train, self.eval_test = None, None
+        if k is not None:
+            self.eval_train = stratified_subset(d.y_train, k, cfg.seed, "eval-train", cfg.stratify).to(self.device)
+            self.eval_test = stratified_subset(d.y_test, k, 0, "eval-test", cfg.stratify).to(self.device)
         self.model = build_model(
             cfg.model, d.input_shape, d.num_classes, hidden=tuple(cfg.hidden), bias=cfg.bias,
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
@@ -138,7 +140,7 @@ class Trainer:
 
             # the full training set (labels as trained: what the minibatches are drawn from), or with
             # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
-            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise")
+            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise", cfg.stratify)
             exact = ref.numel() == d.n_train
             self.noise = NoiseMeter(
                 self.gradients.eval_loss, self.comm, self.x_train if exact else self.x_train[ref.to(self.device)],
@@ -236,6 +238,8 @@ class Trainer:
             first_bad, bad_learner, bad_loss, loss_sum, n_acc = self._restore_loop(ck)
             loss_acc += loss_sum
             elapsed, last = float(ck["elapsed"]), (self._reopen_out(ck) if main else {})
+        if main and cfg.tensorboard:
+            self.files.open_tensorboard()
         t0 = time.perf_counter() - elapsed
         status = "max_epochs"
         algo_s, steps_timed = 0.0, 0  # this worker's time in algorithm steps (the clock's measured base)

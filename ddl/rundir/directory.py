@@ -23,6 +23,13 @@ class RunDirectory:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.tensorboard = None  # a TensorBoardLog once open_tensorboard() is called
+
+    def open_tensorboard(self) -> None:
+        """Also write the logs as TensorBoard event files under ``tensorboard/`` (``--tensorboard``)."""
+        from ddl.rundir.tensorboard import TensorBoardLog
+
+        self.tensorboard = TensorBoardLog(self.path / "tensorboard")
 
     # ---- starting ----------------------------------------------------------------------------------
     def prepare(self, overwrite: bool) -> None:
@@ -58,9 +65,13 @@ class RunDirectory:
 
     def append_metrics(self, record: dict) -> None:
         append_jsonl(self.path / "metrics.jsonl", record)
+        if self.tensorboard is not None:
+            self.tensorboard.metrics(record)
 
     def append_noise(self, record: dict) -> None:
         append_jsonl(self.path / "noise.jsonl", record)
+        if self.tensorboard is not None:
+            self.tensorboard.noise(record)
 
     def log_sizes(self) -> dict[str, int]:
         """Bytes in each log now (a checkpoint records them, so a resume cuts the logs back to it)."""
@@ -84,6 +95,9 @@ class RunDirectory:
         save_torch(self.path / "checkpoints" / "averaged.pt", averaged)
         save_torch(self.path / "checkpoints" / "learners.pt", learners)
         write_json(self.path / "summary.json", summary)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     # ---- resuming ----------------------------------------------------------------------------------
     def holds_run(self) -> bool:
