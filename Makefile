@@ -11,14 +11,20 @@ $(BIN)/ddl: pyproject.toml
 
 venv: $(BIN)/ddl
 
+# `ddl train --tensorboard` needs the optional tensorboard package: the test suite installs it (its test must run),
+# `make demo` does not (it stays within minutes including the install)
+$(VENV)/.tensorboard: $(BIN)/ddl
+	$(BIN)/pip install -q -e '.[tensorboard]'
+	touch $@
+
 demo: $(BIN)/ddl
 	$(BIN)/ddl demo --out runs/demo
 
-test: $(BIN)/ddl chromium fashion-mnist
+test: $(BIN)/ddl $(VENV)/.tensorboard chromium fashion-mnist
 	$(BIN)/python -m pytest -q tests
 
 # the tests not marked slow (no real torchrun / Ray / worker-pool processes): a quick check while editing
-test-fast: $(BIN)/ddl chromium fashion-mnist
+test-fast: $(BIN)/ddl $(VENV)/.tensorboard chromium fashion-mnist
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 # The report test renders the HTML in headless Chromium (Debian's package) and fails without it: install it here,

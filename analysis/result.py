@@ -15,6 +15,10 @@ from analysis.stats import DEFAULT_SPLIT, SPLIT_DEFAULTS, sharp_mask
 FORMAT_VERSION = 1
 
 # per-direction arrays, all in eigenvalue order (largest first)
+#: a direction with |λ| ≤ this × |λ_max| is in the Hessian's null space ("λ ≈ 0").  Measured on the demo's and
+#: the sweeps' analyses (MLP fc2 and fc3): the null directions sit at ≤ 1e-16 relative (round-off; exactly 0 for
+#: dead ReLU units), the smallest curved ones at ≥ 1e-8; 1e-12 lies in that gap with four decades each side
+NULL_EIGENVALUE_RTOL = 1e-12
 DIRECTION_FIELDS = ("eigenvalues", "sigma_g", "sigma_w", "rho", "mean_g", "mean_w", "contributions",
                     "mean_terms")  # fmt: skip
 # optional per-pair / per-parameter arrays
@@ -105,6 +109,25 @@ class DualityResult:
         size determinants.  The one definition of "size" used by every figure and table (per run and across
         runs); ``0`` for a result without directions."""
         return float(np.sum(self.sigma_w))
+
+    @property
+    def null_mask(self) -> np.ndarray:
+        """The directions with λ ≈ 0: |λ_k| ≤ ``NULL_EIGENVALUE_RTOL`` × |λ_1|.  Within that (near-)degenerate
+        eigenspace the eigensolver's basis is arbitrary, so each σ_w,k there — and their sum — depends on it."""
+        lam = np.asarray(self.eigenvalues, dtype=np.float64)
+        if lam.size == 0:
+            return np.zeros(0, dtype=bool)
+        return np.abs(lam) <= NULL_EIGENVALUE_RTOL * np.abs(lam).max()
+
+    @property
+    def size_curved(self) -> float:
+        """The part of :attr:`size` over the directions with λ > 0 (basis-independent up to round-off)."""
+        return float(np.sum(np.asarray(self.sigma_w)[~self.null_mask]))
+
+    @property
+    def size_null(self) -> float:
+        """The part of :attr:`size` over the directions with λ ≈ 0 (:attr:`null_mask`; basis-dependent)."""
+        return float(np.sum(np.asarray(self.sigma_w)[self.null_mask]))
 
     def scalars(self) -> dict:
         """Every non-array field (JSON-ready), plus ``n_directions`` and ``size``."""

@@ -1,12 +1,16 @@
-"""Wall time of one 8-run sweep with ``--jobs 1`` vs ``--jobs 2`` (local executor), measured side by side.
+"""Sweep throughput: wall time of one small sweep for every ``--jobs`` × ``--threads`` combination the machine
+allows (local executor), and the Ray executor's per-run overhead, measured side by side in one process.
 
-The same sweep (SSGD on MNIST-5k, 4 learning rates × 2 seeds, fixed number of epochs, no analysis, so every
-run does the same work whatever the jobs) is run into fresh directories, the settings taking turns
-``--repeats`` times: ``--jobs 2`` (1 torch thread per run), ``--jobs 1`` with 1 thread (and with
-``--default-threads`` also ``--jobs 1`` with the default ``cores // jobs`` threads).  The ratio of the medians
-is the speed-up of running two runs at a time.  Writes ``benchmarks/results/sweep.json``.
+The same sweep (SSGD on MNIST-5k, 2 learning rates × 2 seeds, a fixed number of epochs, no analysis, so every
+run does the same work whatever the setting) is run into fresh directories, the settings taking turns (the
+order reversed on every other repeat so that drift in the machine's load hits all of them).  Every setting's
+median wall time is recorded with the load average before it; ``best`` names the fastest local setting, the
+one ``ddl sweep`` uses by default (:func:`ddl.sweep.run.default_parallelism`, which this benchmark checks).
+The Ray executor runs the same sweep on a local cluster it starts (``--cpus-per-run 1``, as many at a time as
+cores); its overhead per run is (Ray wall − the same jobs × threads on the local executor) / runs, cluster
+start-up included.  Writes ``benchmarks/results/sweep.json``.
 
-    PYTHONPATH=. python benchmarks/bench_sweep.py [--repeats 1] [--epochs 10] [--default-threads]
+    PYTHONPATH=. python benchmarks/bench_sweep.py [--repeats 1] [--epochs 5] [--no-ray]
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write
+from benchmarks.common import machine, write
 from ddl.sweep.plan import SweepSpec
-from ddl.sweep.run import run_sweep
+from ddl.sweep.run import default_parallelism, run_sweep
 
 
 def load_average() -> list[float]:
@@ -31,62 +35,72 @@ def load_average() -> list[float]:
         return []
 
 
-def autogroup() -> bool | None:
-    """Whether the kernel schedules by session (autogroup); None where unknown."""
-    try:
-        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
-    except OSError:
-        return None
+def settings_for(cores: int) -> dict[str, tuple[int, int]]:
+    """Every jobs × threads with jobs, threads ∈ {1, 2, 4, …} up to ``cores`` and jobs · threads ≤ cores."""
+    powers = [p for p in (1, 2, 4, 8, 16, 32, 64) if p <= cores]
+    return {f"jobs{j}_threads{t}": (j, t) for j in powers for t in powers if j * t <= cores}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--default-threads", action="store_true",
-                    help="also time --jobs 1 with cores // jobs threads (very slow on an oversubscribed machine)")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--no-ray", action="store_true", help="leave out the Ray executor")
     args = ap.parse_args()
     spec = SweepSpec(base=dict(learners=1, batch_size=25, epochs=args.epochs, stop_loss=None, eval_every=args.epochs),
-                     grid={"lr": [0.02, 0.05, 0.1, 0.2]}, seeds=[0, 1], analyze=False)
+                     grid={"lr": [0.05, 0.1]}, seeds=[0, 1], analyze=False)
+    runs = 4
     cores = len(os.sched_getaffinity(0))
-    settings = {"jobs2_threads1": (2, 1), "jobs1_threads1": (1, 1)}
-    if args.default_threads:
-        settings[f"jobs1_threads{cores}"] = (1, cores)
+    settings: dict[str, tuple] = {k: ("local", j, t) for k, (j, t) in settings_for(cores).items()}
+    if not args.no_ray:
+        settings[f"ray_cpus1_x{cores}"] = ("ray", cores, 1)
     times: dict[str, list[float]] = {k: [] for k in settings}
-    loads = []
+    loads: dict[str, list[list[float]]] = {k: [] for k in settings}
     root = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     try:
         for rep in range(args.repeats):
             order = list(settings) if rep % 2 == 0 else list(reversed(settings))
             for name in order:
-                jobs, threads = settings[name]
+                executor, jobs, threads = settings[name]
                 out = root / f"{name}-r{rep}"
-                loads.append(load_average())
+                loads[name].append(load_average())
                 t = time.perf_counter()
-                res = run_sweep(spec, out, jobs=jobs, threads=threads, progress=False, report=False)
+                kw = dict(cpus_per_run=1.0) if executor == "ray" else dict(jobs=jobs)
+                res = run_sweep(spec, out, executor=executor, threads=threads, progress=False, report=False, **kw)
                 times[name].append(time.perf_counter() - t)
-                assert res.ran == 8 and not res.failed, res
-                print(f"repeat {rep}: {name}: {times[name][-1]:.1f} s", flush=True)
+                assert res.ran == runs and not res.failed, res
+                print(f"repeat {rep}: {name}: {times[name][-1]:.1f} s (load {loads[name][-1]})", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    local = {k: v for k, v in med.items() if settings[k][0] == "local"}
+    best = min(local, key=local.get)
+    default = default_parallelism(cores)
     payload = {
-        "benchmark": "sweep_jobs",
-        "sweep": "8 runs: SSGD MNIST-5k MLP, B=25, lr in {0.02, 0.05, 0.1, 0.2} x seeds {0, 1}, "
-                 f"{args.epochs} epochs each (stop rule off), no analysis; local executor",
+        "benchmark": "sweep_jobs_threads",
+        "sweep": f"{runs} runs: SSGD MNIST-5k MLP, n=1, b=25, lr in {{0.05, 0.1}} x seeds {{0, 1}}, {args.epochs} "
+                 "epochs each (stop rule off), no analysis",
+        "machine": machine(),
         "cores": cores,
+        "settings": {k: {"executor": e, "jobs": j, "threads": t} for k, (e, j, t) in settings.items()},
         "wall_s": times,
         "median_wall_s": med,
-        "speedup_jobs2_over_jobs1_same_threads": med["jobs1_threads1"] / med["jobs2_threads1"],
+        "per_run_s": {k: v / runs for k, v in med.items()},
+        "best_local": best,
+        "default_of_ddl_sweep": {"jobs": default[0], "threads": default[1]},
+        "default_is_best": settings[best][1:] == default,
+        "speedup_best_over_jobs1_all_threads": local.get(f"jobs1_threads{max(t for _, _, t in settings.values())}",
+                                                         float("nan")) / local[best],
         "load_average_before_each": loads,
-        "sched_autogroup": autogroup(),
-        "note": "With the kernel's autogroup scheduling on, all processes of one terminal session share that "
-                "session's CPU share, so on a machine loaded by other sessions K jobs get no more CPU than one "
-                "(and pay K worker start-ups); the speed-up of --jobs shows on an otherwise idle machine. "
-                "Numbers from a shared, loaded machine are noisy.",
-    }
+        "note": "Measured on a shared machine that was NOT idle (other sessions' work; see the load averages): the "
+                "figures are from a loaded box and noisy.",
+    }  # fmt: skip
+    ray = [k for k in settings if settings[k][0] == "ray"]
+    if ray:
+        same = f"jobs{cores}_threads1"
+        payload["ray_overhead_per_run_s"] = (med[ray[0]] - med[same]) / runs if same in med else None
     path = write("sweep.json", payload)
-    print(", ".join(f"{k}: {v:.1f} s" for k, v in med.items()) + f"; wrote {path}")
+    print(", ".join(f"{k}: {v:.1f} s" for k, v in med.items()) + f"; best local {best}; wrote {path}")
 
 
 if __name__ == "__main__":

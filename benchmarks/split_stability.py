@@ -69,11 +69,10 @@ def main(argv=None) -> None:
     if a.train_only:
         return
     from ddl.commands.analyze import analyze_run
-    from ddl.commands.demo import DEMO_LAYER
 
     results = {}
     for r in runs:
-        res = analyze_run(r, layer=DEMO_LAYER, progress=False, verbose=False, eigensolver="dense")
+        res = analyze_run(r, layer=None, progress=False, verbose=False, eigensolver="dense")
         results[r.name] = res
     table = []
     for rule, value, by in CANDIDATES:
@@ -92,7 +91,8 @@ def main(argv=None) -> None:
                    "test_loss": res.test_loss} for name, res in results.items()}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"split_stability-e{a.epochs or CELL['epochs']}.json"
-    out.write_text(json.dumps({"machine": machine(), "epochs": a.epochs, "seeds": a.seeds, "layer": DEMO_LAYER,
+    layers = sorted({res.layer for res in results.values()})
+    out.write_text(json.dumps({"machine": machine(), "epochs": a.epochs, "seeds": a.seeds, "layer": layers,
                                "runs": gaps, "rules": table}, indent=1))
     print(f"wrote {out}")
 

@@ -70,8 +70,9 @@ def test_cli_arguments_default_layer_and_out(run_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "pairwise gap" in printed and str(out) in printed
     res = DualityResult.load(out / "duality.json")
-    assert res.layer == "fc3" and res.n_sharp == 5 and res.dtype == "float32" and res.hessian == "kron"
-    assert res.n_params == 300 and res.n_test == 20
+    # the default layer is the one the model names: the MLP's middle 30×30 layer (the paper's), as in `ddl sweep`
+    assert res.layer == "fc2" and res.n_sharp == 5 and res.dtype == "float32"
+    assert res.n_params == 900 and res.n_test == 20
 
 
 def test_bad_run_dir_and_layer_are_one_line_value_errors(run_dir, tmp_path):

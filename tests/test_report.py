@@ -171,13 +171,37 @@ def test_report_flags_failed_checks(runs, tmp_path):
     rep = build_report([runs["ssgd"], bad], tmp_path / "rep")
     nums = json.loads(rep.numbers.read_text())
     assert len(nums["checks"]) == 2
-    assert nums["checks"][0] == ("⚠ dpsgd (fc3): decomposition error (relative to the pair-wise gap) 0.5 exceeds "
-                                 "its threshold 1e-08")
-    assert f"did not converge in 1 of {len(recs)} measurements (largest relative residual 0.03" in nums["checks"][1]
+    layer = doc["layer"]
+    assert nums["checks"][0] == (f"⚠ {layer}: decomposition error (relative to the pair-wise gap) exceeds its "
+                                 "threshold 1e-08 (or is not finite) — 1 run: dpsgd (worst value 0.5)")
+    assert "did not converge in some measurements" in nums["checks"][1]
+    assert nums["checks"][1].endswith(f"— 1 run: dpsgd (1 of {len(recs)}) (largest relative residual 0.03)")
     html, md = rep.html.read_text(), rep.markdown.read_text()
     assert '<section class="checks">' in html
     assert "Checks that failed" in html and "Checks that failed" in md
     assert html.index("Checks that failed") < html.index("<h2>Numbers")  # above the numbers it qualifies
+
+
+def test_identical_notices_are_one_line(runs, tmp_path):
+    """A notice shared by several runs is one line naming them all (not one line per run)."""
+    from ddl.report.checks import check_lines
+    from ddl.report.runs import read_run
+
+    copies = []
+    for name in ("a", "b", "c"):
+        d = tmp_path / name
+        shutil.copytree(runs["dpsgd"], d)
+        recs = [json.loads(x) for x in (d / "noise.jsonl").read_text().splitlines()]
+        for r in recs:
+            r.update(reference_exact=False, reference_samples=100)
+        (d / "noise.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        copies.append(read_run(d))
+    lines = check_lines(copies)
+    approx = [x for x in lines if "approximate full gradient" in x]
+    assert approx == ["⚠ noise measured against an approximate full gradient and Hessian (100 samples, "
+                      "--noise-samples), not the whole training set — all 3 runs"]
+    mixed = check_lines(copies[:2] + [read_run(runs["ssgd"])])  # the exact run is not named
+    assert [x for x in mixed if "approximate full gradient" in x][0].endswith("— 2 runs: a, b")
 
 
 def test_html_is_self_contained(report):

@@ -1,9 +1,10 @@
 """Every subset the project takes (evaluation, analysis test set, noise samples) is a seeded, stratified sample."""
 
+import pytest
 import torch
 
 from ddl.data import stratified_subset
-from ddl.data.subsets import class_quotas
+from ddl.data.subsets import class_quotas, proportional_quotas
 
 
 def hist(y, idx, classes=10):
@@ -62,3 +63,32 @@ def test_analysis_test_set_is_stratified(mnist5k):
     assert torch.bincount(mnist5k.y_test[:100], minlength=10).tolist()[0] == 100  # what [:100] would have given
     x_all, y_all = analysis_test_set(mnist5k.x_test, mnist5k.y_test, None)
     assert torch.equal(y_all, mnist5k.y_test)
+
+
+def test_proportional_quotas_by_largest_remainder():
+    assert proportional_quotas([100] * 10, 35) == class_quotas([100] * 10, 35)  # balanced: the two modes agree
+    assert proportional_quotas([900, 100], 10) == [9, 1]
+    assert proportional_quotas([5, 3, 2], 5) == [3, 1, 1]  # exact 2.5, 1.5, 1.0: remainders to the two largest
+    assert proportional_quotas([3, 4], 100) == [3, 4]
+    assert proportional_quotas([0, 10], 3) == [0, 3]
+    for counts, k in (([7, 1, 13, 40], 17), ([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949], 1000)):
+        q = proportional_quotas(counts, k)
+        assert sum(q) == k and all(abs(qc - k * c / sum(counts)) < 1 for qc, c in zip(q, counts))
+
+
+def test_stratified_subset_on_imbalanced_labels_is_proportional_by_default():
+    """On imbalanced labels (9:1, and full MNIST's class sizes) the default subset keeps the class shares, so its
+    mean loss estimates the whole set's; ``equal`` takes equal counts (a class-balanced estimate)."""
+    y = torch.tensor([0] * 900 + [1] * 100)
+    prop = stratified_subset(y, 100, seed=0, purpose="eval-train")
+    assert hist(y, prop)[:2] == [90, 10]
+    assert hist(y, stratified_subset(y, 100, seed=0, purpose="eval-train", mode="equal"))[:2] == [50, 50]
+    # a seeded sample: the same seed gives the same subset, another seed another one within each class
+    assert torch.equal(prop, stratified_subset(y, 100, seed=0, purpose="eval-train"))
+    assert not torch.equal(prop, stratified_subset(y, 100, seed=1, purpose="eval-train"))
+    counts = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # MNIST's training classes
+    y = torch.cat([torch.full((c,), i) for i, c in enumerate(counts)])
+    h = hist(y, stratified_subset(y, 1000, seed=0))
+    assert h == proportional_quotas(counts, 1000) and h[1] == 112 and h[5] == 90
+    with pytest.raises(ValueError, match="stratify"):
+        stratified_subset(y, 10, 0, mode="balanced")

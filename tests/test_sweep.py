@@ -151,7 +151,7 @@ def test_local_sweep_end_to_end(local_sweep):
     assert cols == ["algo", "lr", *RESULT_COLUMNS]
     assert [(r_["algo"], r_["lr"], r_["seed"]) for r_ in rows] == [
         ("ssgd", "0.1", "0"), ("ssgd", "0.3", "0"), ("dpsgd", "0.1", "0"), ("dpsgd", "0.3", "0")]
-    from analysis.result import DualityResult
+    from analysis.result import NULL_EIGENVALUE_RTOL, DualityResult
 
     for row in rows:
         run = out / f"algo={row['algo']},lr={row['lr']},seed=0"
@@ -165,15 +165,21 @@ def test_local_sweep_end_to_end(local_sweep):
         assert float(row["epochs"]) == 2.0
         assert float(row["test_error"]) == pytest.approx(1 - summary["final"]["test_acc"])
         assert float(row["train_loss"]) == pytest.approx(summary["final"]["train_loss"])
+        # two gaps, two columns: the analysis's (clean training set) and the final evaluation's (its subsets)
         assert float(row["true_gap"]) == pytest.approx(res.test_loss - res.train_loss)
+        assert float(row["eval_gap"]) == pytest.approx(summary["final"]["test_loss"] - summary["final"]["train_loss"])
+        assert row["layer"] == res.layer == "fc2"  # the MLP's default analysis layer, as for `ddl analyze`
         assert float(row["aw_gap"]) == pytest.approx(np.mean(res.delta_loss))
         assert float(row["sharp_gap"]) + float(row["flat_gap"]) + res.mean_gap == pytest.approx(float(row["aw_gap"]),
                                                                                               abs=1e-9)
         assert int(row["n_sharp"]) == res.n_sharp
         order = np.argsort(-res.eigenvalues)  # the sharpest directions: largest Hessian eigenvalues
         assert float(row["size"]) == pytest.approx(sum(float(s) for s in res.sigma_w))
-        assert float(row["sharpness_top10"]) == pytest.approx(np.mean(res.sigma_g[order[:10]]))
-        assert float(row["lambda_max"]) == pytest.approx(max(res.eigenvalues))
+        null = np.abs(res.eigenvalues) <= NULL_EIGENVALUE_RTOL * np.abs(res.eigenvalues).max()
+        assert float(row["size_null"]) == pytest.approx(sum(float(s) for s in res.sigma_w[null]), abs=1e-12)
+        assert float(row["size_curved"]) + float(row["size_null"]) == pytest.approx(float(row["size"]))
+        assert float(row["sigma_g_top10"]) == pytest.approx(np.mean(res.sigma_g[order[:10]]))
+        assert float(row["layer_lambda_max"]) == pytest.approx(max(res.eigenvalues))
         assert float(row["wall_s"]) >= summary["wall_time_s"]
 
 
@@ -209,6 +215,9 @@ def test_failing_and_diverging_runs_are_recorded(tmp_path):
     assert ok["aw_gap"] and ok["size"]  # analysed
     div = next(r for r in rows if r["status"] == "diverged")
     assert div["aw_gap"] == "" and div["steps"]  # not analysed, but its row is kept
+    # no fallback: a run without an analysis has an empty true gap and layer (its evaluation gap is its own column)
+    assert div["true_gap"] == div["layer"] == div["size"] == div["layer_lambda_max"] == ""
+    assert ok["true_gap"] and ok["layer"] == "fc2" and ok["eval_gap"]
 
 
 def test_resume_after_kill(tmp_path):
@@ -351,17 +360,22 @@ def test_sweep_report_numbers_and_rendering(local_sweep, tmp_path):
         assert cell["numbers"]["sigma_w_sum"]["mean"] == pytest.approx(float(row["size"]))
     (m,) = numbers["regime_maps"]
     assert m["lr"] == [0.1, 0.3] and m["total_batch"] == [40]
-    for algo in ("ssgd", "dpsgd"):
-        assert m["test_error"][algo][0] == pytest.approx([float(by[(algo, lr)]["test_error"]) for lr in (0.1, 0.3)])
-    # the most different cell: by |difference|, among cells where both trained (no divergence, final training loss
-    # below 0.9 ln 10), else where one of them did, else among all
-    def failed(algo, lr):
-        r_ = by[(algo, lr)]
-        return r_["status"] == "diverged" or float(r_["train_loss"]) >= 0.9 * np.log(10)
+    from ddl.report.outcome import failure
+    from ddl.report.runs import read_run
 
-    d = [abs(float(by[("dpsgd", lr)]["test_error"]) - float(by[("ssgd", lr)]["test_error"])) for lr in (0.1, 0.3)]
-    tier = [2 - failed("ssgd", lr) - failed("dpsgd", lr) for lr in (0.1, 0.3)]
-    assert m["most_different"] == [0, max(range(2), key=lambda j: (tier[j], d[j]))]
+    def trained(algo, lr):
+        return failure(read_run(out / f"algo={algo},lr={lr!r},seed=0")) is None
+
+    for algo in ("ssgd", "dpsgd"):  # the map's error is over the seeds that trained: none (null) where all failed
+        assert m["test_error"][algo][0] == [pytest.approx(float(by[(algo, lr)]["test_error"])) if trained(algo, lr)
+                                            else None for lr in (0.1, 0.3)]  # fmt: skip
+    # the most different cell: by |difference|, only among cells where both trained (report/outcome.py), else none
+
+    d = {lr: abs(float(by[("dpsgd", lr)]["test_error"]) - float(by[("ssgd", lr)]["test_error"])) for lr in (0.1, 0.3)}
+    both = [lr for lr in (0.1, 0.3) if trained("ssgd", lr) and trained("dpsgd", lr)]
+    expect = ["dpsgd", 0, [0.1, 0.3].index(max(both, key=d.get))] if both else None
+    assert m["most_different"] == expect
+    assert m["rows"] == [[4, 10]] and m["baseline"] == "ssgd"
     assert {"regime_map.png", "gap_lr.png", "spectra_lr.png", "trends_lr.png"} <= set(numbers["figures"])
     md = (tmp_path / "report" / "report.md").read_text()
     assert all(f"({name})" in md for name in numbers["figures"])

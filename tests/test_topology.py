@@ -71,6 +71,15 @@ def test_torus_shape_and_prime_n_is_the_ring():
     assert t.describe()["grid"] == [1, 7]
 
 
+def test_a_torus_of_a_prime_n_is_refused_in_one_line():
+    from ddl.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^--topology torus: n = 7 learners .* is prime.*--topology ring"):
+        TrainConfig(algo="dpsgd", learners=7, topology="torus").validate()
+    TrainConfig(algo="dpsgd", learners=6, topology="torus").validate()  # 2 × 3: a torus
+    TrainConfig(algo="ssgd", learners=7, topology="torus").validate()  # SSGD mixes over no topology
+
+
 def test_exponential_eight():
     # Ying et al. 2021: a averages a, a+1, a+2, a+4 (mod 8), 1/4 each
     expect = literal([

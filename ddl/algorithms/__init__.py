@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ddl.algorithms.adpsgd import ADPSGD
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.choco import Choco
 from ddl.algorithms.communication import Communication, Identity
@@ -26,7 +27,7 @@ from ddl.compute.learners import LearnerGradients
 from ddl.errors import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (SSGD, DPSGD, LocalSGD, GossipPGA, GradientTracking, Choco)}
+    cls.name: cls for cls in (SSGD, DPSGD, LocalSGD, GossipPGA, ADPSGD, GradientTracking, Choco)}
 
 _baselines = [name for name, cls in ALGORITHMS.items() if cls.identity.baseline]
 assert len(_baselines) == 1, f"exactly one registered algorithm must be the baseline, found {_baselines}"
@@ -65,16 +66,21 @@ def is_baseline(name: str) -> bool:
 
 
 def build_algorithm(name: str, gradients: LearnerGradients, comm: Collective, momentum: float,
-                    topology: Topology, weight_decay_kind: str = "l2sq", cfg: Any = None) -> Algorithm:
-    """The algorithm called ``name``; the topology is passed to those that mix over it, and the config fields
-    it names in ``options`` (its period, compressor, …) from ``cfg`` (its defaults without one)."""
+                    topology: Topology, weight_decay_kind: str = "l2sq", cfg: Any = None,
+                    asynchronous: dict[str, Any] | None = None) -> Algorithm:
+    """The algorithm called ``name``; the topology is passed to those that mix over it, the config fields
+    it names in ``options`` (its period, compressor, …) from ``cfg`` (its defaults without one), and
+    ``asynchronous`` (``events``: the :class:`~ddl.algorithms.asynchrony.EventSchedule`, ``minibatch(k, learner)``,
+    ``seed``) to those that are not synchronous."""
     cls = algorithm_class(name)
-    kw = {} if cfg is None else {f: getattr(cfg, f) for f in cls.options}
+    kw: dict[str, Any] = {} if cfg is None else {f: getattr(cfg, f) for f in cls.options}
     if cls.communication.uses_topology:
         kw["topology"] = topology
+    if not cls.communication.synchronous:
+        kw.update(asynchronous or {})
     return cls(gradients, comm, momentum, weight_decay_kind=weight_decay_kind, **kw)
 
 
-__all__ = ["ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Choco", "Communication", "DPSGD",
+__all__ = ["ADPSGD", "ALGORITHMS", "ALGORITHM_FIELDS", "Algorithm", "BASELINE", "Choco", "Communication", "DPSGD",
            "GossipPGA", "GradientTracking", "Identity", "LearnerState", "LocalSGD", "Mixer", "SSGD",
            "algorithm_class", "build_algorithm", "communication_of", "identity_of", "is_baseline", "label_of"]

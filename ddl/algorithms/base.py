@@ -131,6 +131,18 @@ class Algorithm(ABC):
     def _replace_weights(self, state: LearnerState, new: torch.Tensor) -> None:
         self._previous, state.W = state.W, new
 
+    def gradient_points(self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The weights [m, P] and minibatches at which the gradients the next step applies are taken (what the
+        noise meter compares with the gradients at w̄): the learners' own weights and this step's minibatches;
+        an algorithm with stale gradients answers with the weights they were read at."""
+        return state.W, xs, ys
+
+    def metrics(self) -> dict[str, Any]:
+        """Facts of the algorithm's own to add to the next metrics record (e.g. an asynchronous algorithm's
+        staleness since the last record); none by default."""
+        return {}
+
     @abstractmethod
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

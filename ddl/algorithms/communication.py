@@ -6,7 +6,7 @@ model, the experiment key of a configuration, the noise figures and the reports'
 read these facts; no code outside ``ddl/algorithms`` tests an algorithm's name (``tests/test_architecture.py``
 counts the literals).
 
-How the algorithms declare themselves (AD-PSGD is not built in this package yet; its row is the plan):
+How the algorithms declare themselves:
 
 =================  ==================  ================  ====================  ===========  ================  =========
 algorithm          gradient_allreduce  neighbour_mixing  global_average_every  synchronous  message_fraction  exchanges

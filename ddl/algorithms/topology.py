@@ -20,7 +20,8 @@ The graphs (``TOPOLOGIES`` is the one registry; ``--topology`` accepts its keys)
 ``torus``
     a 2-D torus on the r × c grid with r the largest divisor of n not above √n (as square as possible): the set
     {a, up, down, left, right}, weight 1/5 each; on a 2 × c grid up = down (weight 1/4 each of 4).  For a prime
-    n the only grid is 1 × n and the torus *is* the ring (the run's config records the grid that was used).
+    n the only grid is 1 × n and the torus *is* the ring: a training run refuses that request in one line
+    (:func:`degenerate_request`; ask for the ring), the clock's cost model may still build it.
 ``exponential``
     the static exponential graph of Ying et al. (2021, "Exponential graph is provably efficient for
     decentralized deep training"): learner a averages itself and the learners a + 2^k (mod n),
@@ -221,6 +222,15 @@ TOPOLOGIES: dict[str, Callable[[int], Topology]] = {
     "one-peer-exponential": one_peer_exponential,
     "complete": complete,
 }
+
+
+def degenerate_request(name: str, n: int) -> str | None:
+    """Why asking for topology ``name`` on ``n`` learners would silently give another graph (None when it would
+    not): a torus of a prime n ≥ 2 has only the 1 × n grid, which is the ring."""
+    if name == "torus" and n >= 2 and torus_shape(n)[0] == 1:
+        return (f"--topology torus: n = {n} learners has no r × c grid with r, c ≥ 2 ({n} is prime), so the torus "
+                "would be the 1 × n ring; ask for --topology ring, or a composite --learners")
+    return None
 
 
 def make_topology(name: str, n: int) -> Topology:

@@ -17,14 +17,16 @@ from analysis.progress import Stages
 from analysis.result import DualityResult
 from ddl.commands.flags import add_dataclass_flags, given
 from ddl.data import stratified_subset
-from ddl.models import final_layer_name
+from ddl.models import analysis_layer_name
 from ddl.rundir.layout import load_run
 
 
-def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test samples ``ddl analyze --test-samples N`` decomposes: a seeded, class-stratified sample of N,
-    the same for every run of a data set (so runs compare on the same samples); all of them for None."""
-    pick = stratified_subset(y, n, 0, "analysis-test")
+def analysis_test_set(x: torch.Tensor, y: torch.Tensor, n: int | None,
+                      stratify: str = "proportional") -> tuple[torch.Tensor, torch.Tensor]:
+    """The test samples ``ddl analyze --test-samples N`` decomposes: a seeded, class-stratified sample of N
+    (shared between classes as the run's ``--stratify`` says), the same for every run of a data set (so runs
+    compare on the same samples); all of them for None."""
+    pick = stratified_subset(y, n, 0, "analysis-test", stratify)
     return x[pick], y[pick]
 
 
@@ -56,9 +58,9 @@ def analyze_run(
             data = run.dataset()
             model = run.model(num_classes=data.num_classes)
             x_tr, y_tr = data.clean_train()
-            x_te, y_te = analysis_test_set(data.x_test, data.y_test, test_samples)
+            x_te, y_te = analysis_test_set(data.x_test, data.y_test, test_samples, run.config.stratify)
         if layer is None:
-            layer = final_layer_name(model)
+            layer = analysis_layer_name(model)
         res = decompose(model, layer, train=(x_tr, y_tr), test=(x_te, y_te), options=options, progress=stages,
                         **overrides)
         out_dir = Path(out) if out is not None else run.path / "analysis"
@@ -96,9 +98,9 @@ def add_target_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
     """``--layer`` and ``--test-samples`` (``ddl analyze`` and ``ddl sweep``; ``default`` for both: None, or
     ``argparse.SUPPRESS`` to see only the flags given)."""
     parser.add_argument("--layer", default=default, metavar="NAME",
-                        help="qualified name of the nn.Linear to analyse (default: the model's final layer: the "
-                             "last one of the MLP and the CNN, fc of ResNet-18, classifier of DenseNet-121; the "
-                             "paper's MNIST layer is fc2)")  # fmt: skip
+                        help="qualified name of the nn.Linear to analyse (default: the layer the model names: the "
+                             "MLP's last hidden-to-hidden layer, fc2 of 784-30-30-10 as in the paper; else the final "
+                             "layer: the CNN's last, fc of ResNet-18, classifier of DenseNet-121)")  # fmt: skip
     parser.add_argument("--test-samples", type=int, default=default, metavar="N",
                         help="analyse a seeded, class-stratified sample of N test samples (default: all)")
     return parser

@@ -20,7 +20,7 @@ from typing import Any
 from ddl.algorithms import ALGORITHM_FIELDS, ALGORITHMS, BASELINE, algorithm_class, identity_of
 from ddl.algorithms.compression import COMPRESSORS
 from ddl.algorithms.schedule import SCHEDULES
-from ddl.algorithms.topology import TOPOLOGIES
+from ddl.algorithms.topology import TOPOLOGIES, degenerate_request
 from ddl.algorithms.weight_decay import WEIGHT_DECAY_KINDS
 from ddl.comm import BACKENDS
 from ddl.comm.torchdist import DIST_BACKENDS
@@ -29,6 +29,8 @@ from ddl.compute.learners import AMP_MODES
 from ddl.compute.learners import MODES as SIM_MODES
 from ddl.config.fieldtypes import field_types, flag_name
 from ddl.data import DATASETS
+from ddl.data.partition import PARTITIONS
+from ddl.data.subsets import STRATIFY_MODES
 from ddl.errors import ConfigError
 from ddl.models.cifar import PAPER_WIDTHS
 from ddl.models.factory import INITS, MODELS, check_width
@@ -95,6 +97,10 @@ class TrainConfig:
                                  choices=BN_MODES)
     bn_samples: int = _field(2048, "BatchNorm recalibration: size of the seeded, class-stratified training sample "
                              "(passed in batches of --batch-size)", "stopping")
+    stratify: str = _field("proportional", "how every subset (--eval-samples, --noise-samples, the analysis's "
+                           "--test-samples) shares its samples between classes: in proportion to the class sizes "
+                           "(estimates the data's own loss) or equal counts (a class-balanced loss)", "stopping",
+                           choices=STRATIFY_MODES)
     # ---- measurements (never change the trajectory)
     measure_noise: int = _field(0, "measure SSGD/DPSGD noise and sharpness at w̄ every K steps (0: off)", "measure")
     noise_samples: int | None = _field(None, "approximate the noise measurement's full gradient and Hessian with a "
@@ -127,6 +133,11 @@ class TrainConfig:
     test_per_class: int | None = _field(None, "test samples per class (mnist5k: 100; others: all)", "data")
     label_noise: float = _field(0.0, "fraction ρ of training labels set to a wrong class", "data")
     augment: bool = _field(False, "CIFAR random crop + horizontal flip", "data")
+    partition: str = _field("iid", "how learners' data differ: iid (every learner samples the whole training set) "
+                            "or dirichlet (each learner samples its own shard, split per class with proportions "
+                            "~ Dir(--dirichlet-alpha); docs/theory.md)", "data", choices=PARTITIONS)
+    dirichlet_alpha: float = _field(1.0, "concentration α of the Dirichlet shards (small: each learner holds few "
+                                    "classes; large: near-IID); used with --partition dirichlet", "data")
     # ---- the replicate: everything above fixes an experiment, the seed one repetition of it
     seed: int = _field(0, "seed of the initial weights, data split and minibatch streams", "replicate")
     # ---- execution: where and how, never what
@@ -165,6 +176,8 @@ class TrainConfig:
     straggler_slowdown: float = _field(3.0, "clock: a straggling step takes this many times longer", "execution")
     latency_us: float = _field(50.0, "clock: link latency α in µs (default: 10 GbE through one switch)", "execution")
     bandwidth_gbps: float = _field(10.0, "clock: link bandwidth β in Gbit/s (default: 10 GbE)", "execution")
+    tensorboard: bool = _field(False, "also write the metrics, noise and simulated clock as TensorBoard event files "
+                               "under RUN_DIR/tensorboard (needs the tensorboard package)", "execution")
     clock_overlap: bool = _field(True, "clock: DPSGD sends its weights when a step starts, overlapping the gradient "
                                  "(--no-clock-overlap: sends after it)", "execution")
     clock_shared_nic: bool = _field(True, "clock: a learner's messages of one step share its link (degree d costs "
@@ -188,6 +201,10 @@ class TrainConfig:
         algorithm_class(self.algo).check_config(self)  # an algorithm's own checks of its fields
         if self.amp != "off" and self.dtype != "float32":
             raise ConfigError(f"--amp: {self.amp} needs --dtype float32 (autocast leaves {self.dtype} untouched)")
+        if algorithm_class(self.algo).communication.uses_topology:  # never silently another graph
+            why = degenerate_request(self.topology, self.learners)
+            if why is not None:
+                raise ConfigError(why)
         return self
 
     @property
@@ -240,6 +257,7 @@ _RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "train_per_class": (1, False, None, False),
     "test_per_class": (1, False, None, False),
     "label_noise": (0, False, 1, True),
+    "dirichlet_alpha": (0, True, None, False),
     "seed": (0, False, None, False),
     "workers": (1, False, None, False),
     "checkpoint_every": (0, False, None, False),

@@ -22,19 +22,21 @@ from pathlib import Path
 import torch
 
 from ddl import __version__
-from ddl.algorithms import LearnerState, build_algorithm
+from ddl.algorithms import LearnerState, algorithm_class, build_algorithm
+from ddl.algorithms.asynchrony import EventSchedule
 from ddl.algorithms.schedule import learning_rate, weight_decay
 from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
 from ddl.compute.batchnorm import has_batchnorm, recalibrate_bn
 from ddl.compute.flat import FlatSpec
 from ddl.compute.learners import LearnerGradients, evaluate
-from ddl.compute.stream import MinibatchStream
+from ddl.compute.stream import MinibatchStream, ShardStream
 from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
+from ddl.data.partition import class_histograms, dirichlet_shards
 from ddl.errors import ConfigError, RunDirError
 from ddl.loop.progress import progress_bar
-from ddl.measure.clock import RunClock
+from ddl.measure.clock import ComputeModel, Network, RunClock, model_message_bytes
 from ddl.models import build_model
 from ddl.rundir.directory import RunDirectory
 
@@ -90,8 +92,10 @@ class Trainer:
         self.y_test = d.y_test.to(self.device)
         # --eval-samples: stratified, seeded subsets (the test one is the same for every run, so runs compare)
         k = cfg.eval_samples
-        self.eval_train = None if k is None else stratified_subset(d.y_train, k, cfg.seed, "eval-train").to(self.device)
-        self.eval_test = None if k is None else stratified_subset(d.y_test, k, 0, "eval-test").to(self.device)
+        self.eval_train, self.eval_test = None, None
+        if k is not None:
+            self.eval_train = stratified_subset(d.y_train, k, cfg.seed, "eval-train", cfg.stratify).to(self.device)
+            self.eval_test = stratified_subset(d.y_test, k, 0, "eval-test", cfg.stratify).to(self.device)
         self.model = build_model(
             cfg.model, d.input_shape, d.num_classes, hidden=tuple(cfg.hidden), bias=cfg.bias,
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
@@ -101,11 +105,21 @@ class Trainer:
         self.bn_sample = None
         if cfg.bn_recalibrate == "on" and has_batchnorm(self.model):
             self.bn_sample = stratified_subset(d.y_train, cfg.bn_samples, cfg.seed, "bn-recalibrate").to(self.device)
-        self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
+        self.partition: dict | None = None  # per-learner shards (non-IID data): written to partition.json
+        if cfg.partition == "dirichlet":
+            shards = dirichlet_shards(d.y_train, cfg.learners, cfg.dirichlet_alpha, cfg.seed, min_size=cfg.batch_size)
+            self.stream = ShardStream(shards, cfg.batch_size, cfg.seed)
+            self.partition = {
+                "partition": cfg.partition, "alpha": cfg.dirichlet_alpha, "min_size": cfg.batch_size,
+                "classes": d.num_classes, "shard_sizes": [int(s.numel()) for s in shards],
+                "histograms": class_histograms(d.y_train, shards, d.num_classes),
+            }
+        else:
+            self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
         topology = make_topology(cfg.topology, cfg.learners)
         self.algo = build_algorithm(cfg.algo, self.gradients, self.comm, cfg.momentum, topology,
-                                    cfg.weight_decay_kind, cfg)
+                                    cfg.weight_decay_kind, cfg, self._asynchronous(cfg))
         self._message_bytes = self.algo.message_bytes(self.spec.numel, torch.finfo(self.dtype).bits // 8)
         # the graph as run; None when the algorithm mixes no neighbours (SSGD averages everything every step)
         self.topology = topology if self.algo.communication_for(cfg).uses_topology else None
@@ -131,7 +145,7 @@ class Trainer:
 
             # the full training set (labels as trained: what the minibatches are drawn from), or with
             # --noise-samples a seeded, stratified sample of it; its own generator, never the training streams
-            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise")
+            ref = stratified_subset(d.y_train, cfg.noise_samples, cfg.seed, "noise", cfg.stratify)
             exact = ref.numel() == d.n_train
             self.noise = NoiseMeter(
                 self.gradients.eval_loss, self.comm, self.x_train if exact else self.x_train[ref.to(self.device)],
@@ -140,6 +154,32 @@ class Trainer:
                 steps_per_epoch=self.stream.steps_per_epoch,
             )
         self._resumed: dict | None = self._load_checkpoint() if cfg.resume else None
+
+    def _asynchronous(self, cfg: TrainConfig) -> dict | None:
+        """What an asynchronous algorithm needs (ignored by the others): its event schedule, drawn from the
+        clock's compute model and seed (the clock prices the same events), and each computation's minibatch."""
+        if algorithm_class(cfg.algo).communication_for(cfg).synchronous:
+            return None
+        compute = ComputeModel(cfg.compute_ms * 1e-3, cfg.jitter, cfg.straggler_prob, cfg.straggler_slowdown)
+        msg = Network.from_units(cfg.latency_us, cfg.bandwidth_gbps).message_s(
+            model_message_bytes(self.spec.numel, cfg.dtype) * algorithm_class(cfg.algo).communication_for(cfg)
+            .message_fraction)
+        events = EventSchedule(cfg.learners, compute.sampler(cfg.learners, cfg.seed).draw, msg)
+
+        def minibatch(k: int, learner: int) -> tuple[torch.Tensor, torch.Tensor]:
+            idx = self.stream.indices(k, [learner])[0].to(self.device)
+            x = self.x_train[idx]
+            if cfg.augment:
+                x = augment_cifar(x, self.stream.generator(k, learner))
+            return x, self.y_train[idx]
+
+        return {"events": events, "minibatch": minibatch, "seed": cfg.seed}
+
+    def _with_points(self, w_bar, bufs_bar, xs, ys) -> tuple:
+        """The noise meter's arguments: the weights and minibatches where the algorithm takes the gradients
+        the next step applies (:meth:`~ddl.algorithms.Algorithm.gradient_points`), w̄ and its buffers."""
+        W, xs, ys = self.algo.gradient_points(self.state, xs, ys)
+        return W, w_bar, bufs_bar, xs, ys
 
     # ---- averaged model and evaluation -------------------------------------------------------------
     def averaged(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -216,6 +256,8 @@ class Trainer:
             first_bad, bad_learner, bad_loss, loss_sum, n_acc = self._restore_loop(ck)
             loss_acc += loss_sum
             elapsed, last = float(ck["elapsed"]), (self._reopen_out(ck) if main else {})
+        if main and cfg.tensorboard:
+            self.files.open_tensorboard()
         t0 = time.perf_counter() - elapsed
         status = "max_epochs"
         algo_s, steps_timed = 0.0, 0  # this worker's time in algorithm steps (the clock's measured base)
@@ -233,7 +275,7 @@ class Trainer:
             xs, ys = self.batch(step)
             if self.noise is not None and step % cfg.measure_noise == 0:
                 w_bar, bufs_bar = self.averaged()
-                rec = self.noise.measure(step, self.state.W, w_bar, bufs_bar, xs, ys)
+                rec = self.noise.measure(step, *self._with_points(w_bar, bufs_bar, xs, ys))
                 if main:
                     self.files.append_noise(rec)
             t_step = time.perf_counter()
@@ -268,7 +310,7 @@ class Trainer:
                 stop = torch.zeros(1, dtype=torch.float64, device=losses.device)
                 if main:
                     rec = {"step": step, "epoch": step / steps_per_epoch, "lr": lr, "minibatch_loss": mb, **rec,
-                           "time": time.perf_counter() - t0}
+                           **self.algo.metrics(), "time": time.perf_counter() - t0}
                     if self.clock is not None:
                         rec["sim_time_s"] = self.clock.at(step, algo_s, steps_timed)
                     if self._message_bytes is not None:  # what one learner sends one neighbour per exchange
@@ -420,6 +462,8 @@ class Trainer:
     def _prepare_out(self) -> None:
         self.files.prepare(self.cfg.overwrite)
         self._write_config()
+        if self.partition is not None:
+            self.files.write_partition(self.partition)
 
     def _write_config(self) -> None:
         cfg = self.cfg.to_dict()

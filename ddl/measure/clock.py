@@ -36,10 +36,16 @@ times the dtype's size.  ``T_a(t)`` is the time learner ``a`` starts step ``t`` 
   times its ``exchanges_per_step`` (gradient tracking sends weights and tracker together: twice the bytes, one
   latency); the global average's all-reduce moves whole models.
 
-A pattern the clock does not model is an error (:class:`ClockError`), never a silent guess: asynchronous
-algorithms (``synchronous=False``: AD-PSGD, stale gradients) and mixing with a subset of the neighbours per step
-(``neighbours_per_step``).  Left out on purpose: contention inside the switch fabric (beyond each learner's own
-link), the overlap of SSGD's all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives.
+* **Asynchronous pairwise averaging** (``synchronous=False`` with ``neighbours_per_step=1``: AD-PSGD): no
+  barrier.  Learner a's k-th computation takes c_a(k); when it ends, at t, the learner averages with one peer
+  (one model message, α + B/β) and starts its next computation at t + α + B/β.  Events are taken in order of
+  finish time (:class:`ddl.algorithms.asynchrony.EventSchedule`, the very schedule the algorithm runs); a step
+  is n events, and it is done at the time of its n-th event.
+
+A pattern the clock does not model is an error (:class:`ClockError`), never a silent guess: other asynchronous
+patterns and synchronous mixing with a subset of the neighbours per step (``neighbours_per_step``).  Left out
+on purpose: contention inside the switch fabric (beyond each learner's own link), the overlap of SSGD's
+all-reduce with the backward pass (bucketed DDP), chunked/pipelined collectives.
 See docs/clock.md.
 
 All per-step work is vectorized over learners (numpy), so n = 1024 and thousands of steps take well under a
@@ -54,6 +60,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ddl.algorithms import Communication, communication_of
+from ddl.algorithms.asynchrony import EventSchedule
 from ddl.errors import ConfigError, DDLError
 
 # a fixed tag mixed into the run seed, so the clock's stream differs from every training stream of that seed
@@ -184,8 +191,11 @@ def neighbour_table(topology: TopologyLike, step: int = 0) -> tuple[np.ndarray, 
 def modelled(communication: Communication) -> Communication:
     """``communication`` if the clock models its pattern; a :class:`ClockError` naming what it does not."""
     if not communication.synchronous:
-        raise ClockError("--clock: the clock does not model asynchronous algorithms (a step that proceeds without "
-                         "its neighbours' messages); run with --no-clock")
+        if communication.neighbour_mixing and communication.neighbours_per_step == 1 \
+                and not communication.gradient_allreduce and communication.global_average_every is None:
+            return communication  # asynchronous pairwise averaging: the event schedule
+        raise ClockError("--clock: the clock models one asynchronous pattern only, pairwise averaging with one "
+                         "peer and no collective; run with --no-clock")
     if communication.neighbours_per_step is not None:
         raise ClockError("--clock: the clock does not model mixing with a subset of the neighbours per step; run "
                          "with --no-clock")
@@ -236,7 +246,9 @@ class Clock:
         self._allreduce_s = network.ring_allreduce_s(n, self.message_bytes)
         self._average_s = network.ring_allreduce_s(n, float(message_bytes))  # a global average: whole models
         self._message_s = network.message_s(self.message_bytes)
-        self._barrier = comm.gradient_allreduce or (comm.neighbour_mixing and topology.is_complete)
+        self._events: EventSchedule | None = None  # asynchronous: the event schedule, built on first use
+        self._barrier = comm.synchronous and (comm.gradient_allreduce
+                                              or (comm.neighbour_mixing and topology.is_complete))
         self._mixing = comm.neighbour_mixing and not self._barrier
         self._average_every = comm.global_average_every
         self._period = topology.period if self._mixing else 1
@@ -270,6 +282,8 @@ class Clock:
         """Advance ``steps`` steps with sampled compute times (chunked, so memory stays O(n·chunk))."""
         if self._sampler is None:
             raise ClockError("this clock has no compute model: use advance_with(compute_times)")
+        if not self.communication.synchronous:
+            return self._advance_events(steps, history)
         chunk = max(1, min(steps, 2**20 // max(self.n, 1)))
         parts, done = [], 0
         while done < steps:
@@ -278,9 +292,25 @@ class Clock:
             done += k
         return np.concatenate(parts) if parts else np.zeros((0, self.n) if history else 0)
 
+    def _advance_events(self, steps: int, history: bool) -> np.ndarray:
+        """An asynchronous algorithm's steps: n events each, done at the time of the last (``history``: every
+        learner's clock then is that time — nobody waits, so the step's end is one instant)."""
+        if self._events is None:
+            self._events = EventSchedule(self.n, self._sampler.draw, self._message_s)
+        out = np.empty((steps, self.n) if history else steps)
+        for s in range(steps):
+            for _ in range(self.n):
+                self._events.pop()
+            out[s] = self._events.now
+            self.step += 1
+        self.T = np.full(self.n, self._events.now)
+        return out
+
     def advance_with(self, c: np.ndarray, history: bool = False) -> np.ndarray:
         """Advance one step per row of ``c`` ([steps, n] seconds); per-step completion times, or with
         ``history`` every learner's start time of the next step ([steps, n])."""
+        if not self.communication.synchronous:
+            raise ClockError("an asynchronous algorithm's clock draws its own compute times: use advance(steps)")
         c = np.asarray(c, dtype=np.float64)
         if c.ndim != 2 or c.shape[1] != self.n:
             raise ClockError(f"compute times must have shape [steps, {self.n}], got {list(c.shape)}")

@@ -81,12 +81,24 @@ def check_width(model: str, width: int | None) -> None:
 def final_layer_name(model: nn.Module) -> str:
     """The model's final fully connected layer: the name it declares in ``final_layer_name`` (ResNet-18 ``fc``,
     DenseNet-121 ``classifier``), else the last ``nn.Linear`` in module order (the MLP's and the CNN's last
-    layer).  ``ddl analyze`` decomposes this layer unless ``--layer`` says otherwise."""
-    name = getattr(model, "final_layer_name", None)
+    layer)."""
+    return _declared_linear(model, "final_layer_name", "final layer", last_linear_name)
+
+
+def analysis_layer_name(model: nn.Module) -> str:
+    """The layer ``ddl analyze`` and ``ddl sweep`` decompose when no ``--layer`` is given (one default for both,
+    recorded as ``layer`` in every result): the one the model names in ``analysis_layer`` (the MLP: the paper's
+    middle layer), else its final fully connected layer (:func:`final_layer_name`)."""
+    return _declared_linear(model, "analysis_layer", "analysis layer", final_layer_name)
+
+
+def _declared_linear(model: nn.Module, attr: str, what: str, fallback) -> str:
+    """The ``nn.Linear`` the model names in ``attr`` (a :class:`ModelError` if it is not one), else ``fallback``."""
+    name = getattr(model, attr, None)
     if name is None:
-        return last_linear_name(model)
+        return fallback(model)
     if not isinstance(model.get_submodule(name), nn.Linear):
-        raise ModelError(f"model declares final layer {name!r}, which is not an nn.Linear")
+        raise ModelError(f"model declares {what} {name!r}, which is not an nn.Linear")
     return name
 
 

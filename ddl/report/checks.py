@@ -7,7 +7,7 @@ decomposition that does not add up, a duality that does not hold, or eigenvalues
 
 from __future__ import annotations
 
-from analysis.checks import failed_checks
+from analysis.checks import DESCRIPTIONS, failed_checks
 from analysis.stats import SPLIT_DEFAULTS
 from ddl.report.runs import RunData
 
@@ -46,23 +46,45 @@ def split_line(runs: list[RunData]) -> str | None:
 
 
 def check_lines(runs: list[RunData]) -> list[str]:
-    """One line per failed check: the duality result's exactness checks and the noise meter's Lanczos
-    convergence; plus a note where noise was measured against an approximate full gradient."""
-    out = []
+    """One line per *kind* of failed check, naming the runs it concerns (16 identical notices are one line): the
+    duality result's exactness checks (per check and layer, with the worst value), the noise meter's Lanczos
+    convergence, and noise measured against an approximate full gradient."""
+    kinds: dict[tuple, dict] = {}  # kind -> {"text": str, "runs": [names], "worst": float}
+
+    def note(key: tuple, text: str, name: str, value: float = float("nan"), worst_word: str = "") -> None:
+        k = kinds.setdefault(key, {"text": text, "runs": [], "values": [], "word": worst_word})
+        if name not in k["runs"]:
+            k["runs"].append(name)
+        k["values"].append(value)
+
     for r in runs:
         name = r.path.name
         if r.duality is not None:
             for f in failed_checks(r.duality):
-                out.append(f"⚠ {name} ({r.duality.layer}): {f.message()}")
+                note(("duality", f.name, r.duality.layer), f"{r.duality.layer}: {DESCRIPTIONS[f.name]} exceeds its "
+                     f"threshold {f.threshold:.0e} (or is not finite)", name, f.value, "worst value")
         recs = [x for x in r.noise if "lanczos_converged" in x]
         bad = [x for x in recs if not x["lanczos_converged"]]
         if bad:
             worst = max(float(x.get("lanczos_rel_residual", float("nan"))) for x in bad)
-            out.append(f"⚠ {name}: the noise meter's Lanczos did not converge in {len(bad)} of {len(recs)} "
-                       f"measurements (largest relative residual {worst:.2g}, tolerance {bad[0].get('lanczos_tol')}): "
-                       "their sharpness and top-k shares are approximate")
+            note(("lanczos", bad[0].get("lanczos_tol")),
+                 f"the noise meter's Lanczos did not converge in some measurements (tolerance "
+                 f"{bad[0].get('lanczos_tol')}): their sharpness and top-k shares are approximate", name,
+                 worst, "largest relative residual")
+            runs_of = kinds[("lanczos", bad[0].get("lanczos_tol"))]["runs"]
+            runs_of[-1] = f"{name} ({len(bad)} of {len(recs)})"  # fmt: skip
         approx = [x for x in r.noise if x.get("reference_exact") is False]
         if approx:
-            out.append(f"⚠ {name}: noise measured against an approximate full gradient and Hessian "
-                       f"({approx[0].get('reference_samples')} samples, --noise-samples), not the whole training set")
+            n = approx[0].get("reference_samples")
+            note(("approx", n), f"noise measured against an approximate full gradient and Hessian ({n} samples, "
+                 "--noise-samples), not the whole training set", name)
+    out = []
+    for k in kinds.values():
+        n = len(k["runs"])
+        which = f"all {n} runs" if n == len(runs) > 1 else f"{n} run{'s' if n != 1 else ''}: {', '.join(k['runs'])}"
+        line = f"⚠ {k['text']} — {which}"
+        vals = [v for v in k["values"] if v == v]
+        if k["word"] and vals:
+            line += f" ({k['word']} {max(vals):.2g})"
+        out.append(line)
     return out

@@ -38,10 +38,10 @@ from ddl.report.figures import (
 )
 from ddl.report.formatting import format_stat
 from ddl.report.groups import Group, make_groups, matching_baseline
+from ddl.report.outcome import failure as outcome_failure
 from ddl.report.render import Block, Box, Cell, Heading, Image, Paragraph, Prose, Row, Table, block_markdown
-from ddl.report.runs import RunData, as_float, read_runs
+from ddl.report.runs import RunData, read_runs
 from ddl.report.stats import TOP_DIRECTIONS, seed_stat
-from ddl.report.sweep_data import CHANCE_LOSS, COLLAPSED_FRACTION
 from ddl.report.verdict import FLATTER, SAME_SIZE
 
 CLAIM = "DPSGD is flatter in the sharp directions at about the same size, hence a smaller gap"
@@ -59,15 +59,11 @@ def is_deep_run(run: RunData) -> bool:
 
 
 def failure(run: RunData) -> str | None:
-    """Why a run does not count (``diverged``, ``collapsed``, ``unfinished``), or None when it trained."""
-    if run.status == "diverged":
-        return "diverged"
+    """Why a run does not count: ``unfinished`` (no summary yet), else :func:`ddl.report.outcome.failure`'s word
+    (diverged, collapsed, no final evaluation); None when it trained."""
     if run.status == "unfinished":
         return "unfinished"
-    loss = as_float(run.final.get("train_loss"))
-    if not math.isfinite(loss) or loss >= COLLAPSED_FRACTION * CHANCE_LOSS:
-        return "collapsed"
-    return None
+    return outcome_failure(run)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from analysis.figures import (
 from ddl.algorithms import communication_of
 from ddl.report.clock import fig_clock
 from ddl.report.groups import Group
+from ddl.report.partition import fig_partition, has_partition
 from ddl.report.runs import noise_series
 from ddl.report.stats import Band, direction_band, metric_band, noise_band, run_numbers
 
@@ -405,5 +406,13 @@ FIGURES: tuple[ReportFigure, ...] = (
         "algorithm gets there first: DPSGD's cheaper steps against the extra steps it may need.",
         "no run has simulated time: train with the clock on (the default; `--clock`)",
         "no simulated time (trained with `--no-clock`)", _has_clock,
+    ),
+    ReportFigure(
+        "partition", fig_partition, "The learners' data (non-IID shards)",
+        "Each learner's class fractions in its own shard of the training set (`--partition dirichlet`: every "
+        "class split among the learners in proportions ~ Dir(α); one seed per configuration). Look for how "
+        "concentrated the rows are: small α gives each learner few classes.",
+        "every run samples IID data (`--partition iid`)",
+        "IID data", has_partition,
     ),
 )  # fmt: skip

@@ -53,17 +53,24 @@ def _duality_numbers(run: RunData) -> dict[str, float]:
         out["sigma_g_top"] = float(np.mean(d.sigma_g[: min(TOP_DIRECTIONS, d.n_directions)]))
         out["sigma_w_sum"] = d.size
         out["lambda_max"] = float(d.eigenvalues[0])
+        out["size_curved"], out["size_null"] = d.size_curved, d.size_null
     else:
-        out.update(sigma_g_top=nan, sigma_w_sum=nan, lambda_max=nan)
+        out.update(sigma_g_top=nan, sigma_w_sum=nan, lambda_max=nan, size_curved=nan, size_null=nan)
     return out
 
 
+DIRECTION_NUMBERS = ("eta_top_share", "xi_top_share", "eta_minus_xi_top_share", "random_top_share",
+                     "noise_measurements", "noise_top_k", "xi_sharpness_corr")  # fmt: skip
+
+
 def _noise_numbers(run: RunData) -> dict[str, float]:
-    """Noise strengths and sharpness averaged over training (``--measure-noise``), the last sharpness, and
-    how the algorithm's own noise correlates with sharpness."""
+    """Noise strengths and sharpness averaged over training (``--measure-noise``), the last sharpness, how the
+    algorithm's own noise and ξ correlate with sharpness over time, and the directional shares
+    (:func:`direction_numbers`)."""
     series = noise_series(run.noise)
     if not series:
-        return dict.fromkeys((*NOISE_NUMBERS, "sharpness_final", "noise_sharpness_corr"), float("nan"))
+        return dict.fromkeys((*NOISE_NUMBERS, "sharpness_final", "noise_sharpness_corr", *DIRECTION_NUMBERS),
+                             float("nan"))
     out = {k: float(np.mean(series[k])) for k in NOISE_NUMBERS}
     agree = communication_of(run.config.algo, run.config).learners_agree
     if agree:
@@ -71,6 +78,31 @@ def _noise_numbers(run: RunData) -> dict[str, float]:
     out["sharpness_final"] = float(series["sharpness"][-1])
     own_noise = series["ssgd_noise_sq"] if agree else series["dpsgd_noise_sq"]
     out["noise_sharpness_corr"] = log_corr(own_noise, series["sharpness"])
+    out["xi_sharpness_corr"] = log_corr(series["ssgd_noise_sq"], series["sharpness"])
+    out.update(direction_numbers(run.noise, agree))
+    return out
+
+
+def direction_numbers(noise: list[dict], learners_agree: bool) -> dict[str, float]:
+    """The directional test of the landscape-dependent noise, averaged over the measurements after step 0:
+    the share of ‖η_DP‖² in the span of the top-k Hessian eigenvectors (``eta_top_share``; NaN when the
+    learners agree, η_DP ≡ 0), the same share of ξ (``xi_top_share``), their paired difference per measurement
+    (``eta_minus_xi_top_share``) and a random direction's share k/P (``random_top_share``)."""
+    recs = [r for r in noise if r.get("step", 0) > 0 and "ssgd_top_share" in r]
+    nan = float("nan")
+    if not recs:
+        return {k: nan for k in DIRECTION_NUMBERS if k != "xi_sharpness_corr"} | {"noise_measurements": 0.0}
+    xi = np.array([sum(r["ssgd_top_share"]) for r in recs])
+    k = len(recs[0]["ssgd_top_share"])
+    out = {"xi_top_share": float(xi.mean()), "random_top_share": k * float(recs[0]["random_share"]),
+           "noise_measurements": float(len(recs)), "noise_top_k": float(k),
+           "eta_top_share": nan, "eta_minus_xi_top_share": nan}
+    eta_recs = [r for r in recs if r.get("dpsgd_noise_sq", 0) > 0]
+    if not learners_agree and eta_recs:
+        eta = np.array([sum(r["eta_top_share"]) for r in eta_recs])
+        xi_e = np.array([sum(r["ssgd_top_share"]) for r in eta_recs])
+        out["eta_top_share"] = float(eta.mean())
+        out["eta_minus_xi_top_share"] = float((eta - xi_e).mean())
     return out
 
 

@@ -19,28 +19,44 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from analysis.figures import png_bytes
+from ddl.algorithms import label_of
 from ddl.report.checks import check_lines, split_line
 from ddl.report.deep_case import case_blocks
 from ddl.report.figures import FIGURES
 from ddl.report.formatting import format_stat
 from ddl.report.groups import make_groups
+from ddl.report.outcome import CHANCE_ERROR_FRACTION, COLLAPSED_LOSS_FRACTION, FAILURE_WORDS
 from ddl.report.render import Block, Box, Heading, Image, Paragraph, Prose, write_report
-from ddl.report.sweep_data import CELL_COLUMNS, RegimeMap, read_sweep, regime_maps, value_text, values_label
+from ddl.report.sweep_data import (
+    CELL_COLUMNS,
+    RegimeMap,
+    read_sweep,
+    regime_maps,
+    value_text,
+    values_label,
+    with_measurement_run,
+)
 from ddl.report.sweep_figures import fig_gap, fig_regime, fig_spectra, fig_trends
 from ddl.report.sweep_findings import cell_table, findings
+from ddl.report.verdict import noise_direction_lines
 
 FOOTER = ("Definitions (docs/theory.md): true gap = L_test − L_train of the analysed model; A-W estimate ΔL_p = "
           "mean over (test, nearest training partner) pairs of the loss difference = sharp + flat + mean terms; "
-          "size = Σ_k σ_w,k. Collapsed: final training loss ≥ 0.9 ln C (chance). Written by `ddl sweep`.")
+          f"size = Σ_k σ_w,k. Failed run: diverged, no final evaluation, or collapsed (final training loss ≥ "
+          f"{COLLAPSED_LOSS_FRACTION:g} ln C or test error ≥ {CHANCE_ERROR_FRACTION:g} × chance error). Written by "
+          "`ddl sweep`.")
 
 
-def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
-    """Write the report of the sweep in ``sweep_dir`` to ``out`` (default ``sweep_dir/report``); the HTML path."""
+def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, title: str | None = None,
+                       baseline: str | None = None) -> Path:
+    """Write the report of the sweep in ``sweep_dir`` to ``out`` (default ``sweep_dir/report``); the HTML path.
+    ``baseline``: the algorithm the regime map compares the others with (default: the one that declares itself
+    the baseline, :data:`ddl.algorithms.BASELINE`)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out) if out is not None else sweep_dir / "report"
     spec, grid, cells = read_sweep(sweep_dir)
     title = title or spec.get("title") or ("Sweep over " + " × ".join(grid) if grid else "Sweep")
-    maps = regime_maps(grid, cells)
+    maps = regime_maps(grid, cells, baseline)
     lines, nums = findings(grid, cells, maps)
     figures: list[tuple[str, bytes | None]] = []
     blocks: list[Block] = [Box("verdict", [Heading("Findings"), Prose(lines)])]
@@ -65,16 +81,18 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
                        Image(name, heading, png)])
 
     if maps:
-        base, other = maps[0].labels
-        blocks.append(Heading(f"Regime map: {base} vs {other}", 2, anchor="regime"))
-        blocks.append(Paragraph("Test error of the averaged model over learning rate × total batch size (mean over "
-                                f"seeds), {base} and {other} on one colour scale, and their difference. ✕: a seed "
-                                "diverged; ○: a seed collapsed (final training loss ≥ 0.9 ln C, chance level).",
-                                "intro"))  # fmt: skip
+        base = label_of(maps[0].baseline)
+        names = ", ".join(label_of(a) for a in maps[0].others)
+        blocks.append(Heading(f"Regime map: {names} against {base}", 2, anchor="regime"))
+        blocks.append(Paragraph("Test error of the averaged model over learning rate × learners n × batch b (rows "
+                                "by total batch B = n·b; mean over the seeds that trained), every algorithm on one "
+                                f"colour scale, and each one's difference to {base} where both trained. ✕: a seed "
+                                f"diverged; ○: a seed collapsed (failed: {FAILURE_WORDS}; definition in the "
+                                "footer); –: no seed trained.", "intro"))  # fmt: skip
         for i, m in enumerate(maps):
             add(f"regime_map{i or ''}", "Regime map" + (f" ({values_label(m.fixed)})" if m.fixed else ""), "",
                 fig_regime(m))
-        _most_different(maps[0], blocks, figures)
+        _most_different(sweep_dir, maps[0], blocks, figures)
     blocks.append(Heading("Grid points", 2))
     blocks.append(Paragraph("Mean ± standard deviation over seeds of each grid point's finished runs."
                             + (f" {split}" if split else ""), "intro"))
@@ -101,7 +119,9 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
         "cells": [{"values": c.values, "runs": [str(r.path) for r in c.runs], "planned": c.planned,
                    "diverged": c.diverged, "collapsed": c.collapsed,
                    "numbers": {k: c.stat(k) for k, _, _ in CELL_COLUMNS}} for c in cells],
-        "regime_maps": [{"fixed": m.fixed, "lr": m.lrs, "total_batch": m.batches,
+        "regime_maps": [{"fixed": m.fixed, "lr": m.lrs, "total_batch": m.batches, "rows": m.rows,
+                         "baseline": m.baseline, "failed": {a: m.failed[a].tolist() for a in m.failed},
+                         "trained": {a: m.trained[a].tolist() for a in m.trained},
                          "test_error": {a: m.error[a].tolist() for a in m.error},
                          "diverged": {a: m.diverged[a].tolist() for a in m.diverged},
                          "collapsed": {a: m.collapsed[a].tolist() for a in m.collapsed},
@@ -111,22 +131,32 @@ def build_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, tit
     return files.html
 
 
-def _most_different(m: RegimeMap, blocks: list[Block], figures: list) -> None:
-    """The comparison report's duality and noise figures at the cell where the two algorithms differ most."""
-    ij = m.most_different()
-    if ij is None:
+def _most_different(sweep_dir: Path, m: RegimeMap, blocks: list[Block], figures: list) -> None:
+    """The comparison report's duality and noise figures at the cell where an algorithm and the baseline differ
+    most among the cells where both trained (their runs that trained only)."""
+    found = m.most_different()
+    if found is None:
+        blocks.append(Paragraph("No cell where the baseline and another algorithm both trained: no "
+                                "\"where they differ most\".", "intro"))
         return
-    i, j = ij
-    pair = [m.cells[a][i][j] for a in m.algos]
-    if any(c is None for c in pair):
-        return
-    groups = make_groups([r for c in pair for r in c.runs])
-    blocks.append(Heading(f"Where they differ most: B={m.batches[i]}, lr={value_text(m.lrs[j])}", 2, anchor="most"))
-    e = [c.stat("test_err") for c in pair]
-    base, other = m.labels
-    blocks.append(Paragraph(f"{base} {format_stat(e[0], 'err')} vs {other} {format_stat(e[1], 'err')} test error. "
-                            "The duality comparison and the noise measurements of the two (as in `ddl compare`).",
-                            "intro"))  # fmt: skip
+    algo, i, j = found
+    pair = [m.cells[a][i][j] for a in (m.baseline, algo)]
+    own = [r for c in pair for r in c.trained_runs]
+    runs = [with_measurement_run(sweep_dir, r) for r in own]
+    groups = make_groups(runs)
+    blocks.append(Heading(f"Where they differ most: {m.row_label(i)}, lr={value_text(m.lrs[j])}", 2, anchor="most"))
+    e = [c.trained_stat("test_err") for c in pair]
+    base, other = label_of(m.baseline), label_of(algo)
+    n_meas = [sum(x.get("step", 0) > 0 for x in r.noise) for r in runs]
+    noise = f"; noise measured {min(n_meas)}–{max(n_meas)} times per run after step 0" if any(n_meas) else ""
+    if any(r.noise is not o.noise for r, o in zip(runs, own)):
+        noise += (" (dedicated measurement runs: the same runs trained again with the noise measured more often; "
+                  "their final evaluations equal the sweep's, the meter never changes training)")
+    blocks.append(Paragraph(f"{base} {format_stat(e[0], 'err')} vs {other} {format_stat(e[1], 'err')} test error "
+                            "(seeds that trained). The duality comparison and the noise measurements of the two (as "
+                            f"in `ddl compare`){noise}.", "intro"))  # fmt: skip
+    for line in noise_direction_lines(groups):
+        blocks.append(Paragraph(line, "intro"))
     for spec in FIGURES:
         if spec.name == "curves" or spec.name == "final":
             continue

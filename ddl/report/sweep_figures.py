@@ -48,8 +48,8 @@ def _axis(ax, values: list, name: str):
 
 
 def _errorbar(ax, xs, line: list[GridPoint | None], key: str, scale: float = 1.0, **kw):
-    m = np.array([c.stat(key)["mean"] if c else np.nan for c in line]) * scale
-    s = np.array([c.stat(key)["std"] if c else np.nan for c in line]) * scale
+    m = np.array([c.trained_stat(key)["mean"] if c else np.nan for c in line]) * scale
+    s = np.array([c.trained_stat(key)["std"] if c else np.nan for c in line]) * scale
     ok = np.isfinite(m)
     if not ok.any():
         return False
@@ -101,8 +101,8 @@ def fig_spectra(param: str, grid: dict, cells: list[GridPoint]) -> Figure | None
         for v, c, col in zip(grid[param], line, colors):
             if c is None:
                 continue
-            bg = direction_band(c.runs, "sigma_g")
-            bw = direction_band(c.runs, "sigma_w", cumulative=True)
+            bg = direction_band(c.trained_runs, "sigma_g")
+            bw = direction_band(c.trained_runs, "sigma_w", cumulative=True)
             if bg is None:
                 continue
             plot_band(ax_g, bg.x, bg.mean, bg.std, col, f"{param}={value_text(v)}")
@@ -144,44 +144,47 @@ def fig_trends(param: str, grid: dict, cells: list[GridPoint]) -> Figure | None:
 
 
 def fig_regime(m: RegimeMap) -> Figure:
-    """The two algorithms' test errors side by side (one colour scale), and other − baseline; ✕ marks a cell
-    with a diverged seed, ○ one with a collapsed seed (loss ≈ ln C)."""
-    fig = Figure(figsize=(4.2 * 3 + 1, 0.9 * len(m.batches) + 2.6))
-    axes = fig.subplots(1, 3)
+    """One panel per algorithm (test error over the seeds that trained, one colour scale), then one panel per
+    non-baseline algorithm with its difference to the baseline (only where both trained); ✕ marks a cell with a
+    diverged seed, ○ one with a collapsed seed (:mod:`ddl.report.outcome`)."""
+    panels = len(m.algos) + len(m.others)
+    fig = Figure(figsize=(4.2 * panels + 1, 0.9 * len(m.rows) + 2.6))
+    axes = np.atleast_1d(fig.subplots(1, panels))
     finite = np.concatenate([m.error[a][np.isfinite(m.error[a])] for a in m.algos])
     vmax = float(finite.max() * 100) if finite.size else 100.0
-    for ax, algo in zip(axes[:2], m.algos):
+    for ax, algo in zip(axes, m.algos):
         im = ax.imshow(m.error[algo] * 100, origin="lower", cmap="viridis_r", vmin=0, vmax=max(vmax, 1e-9),
                        aspect="auto")
-        _annotate(ax, m, algo, m.error[algo] * 100, "{:.1f}")
+        _annotate(ax, m, [algo], m.error[algo] * 100, "{:.1f}")
         ax.set_title(f"{label_of(algo)} test error (%)", fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.85)
-    d = m.difference * 100
-    lim = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
-    im = axes[2].imshow(d, origin="lower", cmap="RdBu_r", vmin=-max(lim, 1e-9), vmax=max(lim, 1e-9), aspect="auto")
-    _annotate(axes[2], m, None, d, "{:+.1f}")
-    base, other = m.labels
-    axes[2].set_title(f"{other} − {base} (pp; blue: {other} better)", fontsize=10)
-    fig.colorbar(im, ax=axes[2], shrink=0.85)
+    base = label_of(m.baseline)
+    for ax, algo in zip(axes[len(m.algos):], m.others):
+        d = m.difference(algo) * 100
+        lim = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
+        im = ax.imshow(d, origin="lower", cmap="RdBu_r", vmin=-max(lim, 1e-9), vmax=max(lim, 1e-9), aspect="auto")
+        _annotate(ax, m, [m.baseline, algo], d, "{:+.1f}")
+        ax.set_title(f"{label_of(algo)} − {base} (pp; blue: {label_of(algo)} better)", fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.85)
     for ax in axes:
         ax.set_xticks(range(len(m.lrs)))
         ax.set_xticklabels([value_text(v) for v in m.lrs])
-        ax.set_yticks(range(len(m.batches)))
-        ax.set_yticklabels([str(b) for b in m.batches])
+        ax.set_yticks(range(len(m.rows)))
+        ax.set_yticklabels([f"{n}×{b}" for n, b in m.rows])
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("total batch B = n·b")
+        ax.set_ylabel("learners × batch (n×b)")
     if m.fixed:
         fig.suptitle(values_label(m.fixed), fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def _annotate(ax, m: RegimeMap, algo: str | None, values: np.ndarray, fmt: str) -> None:
-    for i in range(len(m.batches)):
+def _annotate(ax, m: RegimeMap, algos: list[str], values: np.ndarray, fmt: str) -> None:
+    for i in range(len(m.rows)):
         for j in range(len(m.lrs)):
             marks = ""
-            for a in ([algo] if algo else m.algos):
-                tag = "" if algo else label_of(a)[0]
+            for a in algos:
+                tag = label_of(a)[0] if len(algos) > 1 else ""
                 if m.diverged[a][i, j]:
                     marks += f" ✕{tag}"
                 elif m.collapsed[a][i, j]:

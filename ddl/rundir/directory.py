@@ -23,6 +23,13 @@ class RunDirectory:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.tensorboard = None  # a TensorBoardLog once open_tensorboard() is called
+
+    def open_tensorboard(self) -> None:
+        """Also write the logs as TensorBoard event files under ``tensorboard/`` (``--tensorboard``)."""
+        from ddl.rundir.tensorboard import TensorBoardLog
+
+        self.tensorboard = TensorBoardLog(self.path / "tensorboard")
 
     # ---- starting ----------------------------------------------------------------------------------
     def prepare(self, overwrite: bool) -> None:
@@ -39,7 +46,7 @@ class RunDirectory:
         except OSError as e:
             raise ConfigError(f"--out: cannot write the run directory {out} ({e.strerror or type(e).__name__})") \
                 from None
-        for stale in (*LOGS, "summary.json", "checkpoints"):
+        for stale in (*LOGS, "summary.json", "partition.json", "checkpoints"):
             p = out / stale
             if p.is_dir():
                 for f in p.iterdir():
@@ -52,11 +59,19 @@ class RunDirectory:
         write_json(self.path / "config.json", config)
 
     # ---- during training ---------------------------------------------------------------------------
+    def write_partition(self, partition: dict[str, Any]) -> None:
+        """``partition.json``: with non-IID data, every learner's shard size and class histogram."""
+        write_json(self.path / "partition.json", partition)
+
     def append_metrics(self, record: dict) -> None:
         append_jsonl(self.path / "metrics.jsonl", record)
+        if self.tensorboard is not None:
+            self.tensorboard.metrics(record)
 
     def append_noise(self, record: dict) -> None:
         append_jsonl(self.path / "noise.jsonl", record)
+        if self.tensorboard is not None:
+            self.tensorboard.noise(record)
 
     def log_sizes(self) -> dict[str, int]:
         """Bytes in each log now (a checkpoint records them, so a resume cuts the logs back to it)."""
@@ -80,6 +95,9 @@ class RunDirectory:
         save_torch(self.path / "checkpoints" / "averaged.pt", averaged)
         save_torch(self.path / "checkpoints" / "learners.pt", learners)
         write_json(self.path / "summary.json", summary)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     # ---- resuming ----------------------------------------------------------------------------------
     def holds_run(self) -> bool:

@@ -8,6 +8,8 @@ Layout::
       metrics.jsonl          one JSON object per evaluation (step, epoch, lr, train/test loss & acc,
                              consensus distance, wall time, …)
       noise.jsonl            with --measure-noise K: SSGD/DPSGD noise, sharpness, projections (analysis.noise)
+      partition.json         with --partition dirichlet: {"partition", "alpha", "min_size", "classes",
+                             "shard_sizes": [n], "histograms": [n][classes]} (per-learner class counts)
       summary.json           status ("converged", "max_epochs", "diverged"), steps, final metrics, spectral_gap
       checkpoints/
         averaged.pt          state_dict of the averaged model w̄ (BatchNorm buffers averaged)
@@ -32,8 +34,8 @@ from analysis.io import atomic_write, plain, read_jsonl
 from ddl.config import TrainConfig, resume_conflict
 from ddl.errors import ConfigError, RunDirError
 
-__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "resume_config",
-           "save_torch", "write_json"]
+__all__ = ["Run", "RunDirError", "append_jsonl", "atomic_write", "load_run", "read_config", "read_partition",
+           "resume_config", "save_torch", "write_json"]
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -108,6 +110,10 @@ class Run:
     def noise(self) -> list[dict]:
         return self._records("noise.jsonl")
 
+    def partition(self) -> dict | None:
+        """The learners' shards (``partition.json``); None for a run on IID data."""
+        return read_partition(self.path)
+
     def dataset(self):
         """The exact data split, subset and label noise the run trained on."""
         from ddl.data import load_dataset
@@ -162,6 +168,17 @@ def load_run(path: str | Path, require_checkpoint: bool = True) -> Run:
         except CorruptCheckpoint as e:
             raise RunDirError(f"RUN_DIR: {e}") from None
     return Run(p, cfg, read_summary(p) or {})
+
+
+def read_partition(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's ``partition.json`` (the one reader of it); None for a run on IID data (it has none)."""
+    path = Path(run_dir) / "partition.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise RunDirError(f"RUN_DIR: {path} is corrupt") from None
 
 
 def read_summary(run_dir: str | Path, flag: str = "RUN_DIR") -> dict[str, Any] | None:

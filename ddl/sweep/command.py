@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from analysis.decompose import DecomposeOptions
+from ddl.algorithms import ALGORITHMS, BASELINE
 from ddl.commands.analyze import TARGET_DEFAULTS, add_target_arguments, cli_option
 from ddl.commands.flags import add_dataclass_flags
 from ddl.config import TrainConfig
@@ -56,6 +57,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, train_flags: set[str]) 
     parser.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
                         help="write DIR/report (default: on)")
     parser.add_argument("--title", default=None, help="report title")
+    parser.add_argument("--baseline", default=None, choices=tuple(ALGORITHMS), metavar="ALGO",
+                        help="the algorithm the report's regime map compares the others with (default: the one that "
+                             f"declares itself the baseline, {BASELINE})")
     g = parser.add_argument_group("analysis options (as for `ddl analyze`)")
     add_target_arguments(g, default=argparse.SUPPRESS)
     dests = add_dataclass_flags(g, DecomposeOptions, include=cli_option, taken=set(train_flags) | set(SWEEP_DESTS),
@@ -97,7 +101,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     res = run_sweep(spec, args.out, jobs=execution.get("jobs"), executor=execution.get("executor", "local"),
                     address=args.address, threads=execution.get("threads"),
                     cpus_per_run=execution.get("cpus_per_run"), gpus_per_run=execution.get("gpus_per_run") or 0.0,
-                    report=args.report)  # fmt: skip
+                    report=args.report, baseline=args.baseline)  # fmt: skip
     print(f"{len(res.plans)} runs ({res.ran} run now, {res.skipped} skipped, {len(res.failed)} failed); "
           f"results {res.results}" + (f"; report {res.report}" if res.report else ""))
     return 0

@@ -15,9 +15,9 @@ from ddl.report.stats import run_numbers
 from ddl.sweep.grid import fmt_value
 from ddl.sweep.plan import RunPlan
 
-RESULT_COLUMNS = ("seed", "status", "steps", "epochs", "train_loss", "test_loss", "test_error", "true_gap",
-                  "aw_gap", "sharp_gap", "flat_gap", "n_sharp", "size", "sharpness_top10", "lambda_max",
-                  "wall_s")  # fmt: skip
+RESULT_COLUMNS = ("seed", "status", "steps", "epochs", "train_loss", "test_loss", "test_error", "eval_gap", "layer",
+                  "true_gap", "aw_gap", "sharp_gap", "flat_gap", "n_sharp", "size", "size_curved", "size_null",
+                  "sigma_g_top10", "layer_lambda_max", "wall_s")  # fmt: skip
 
 
 def _num(v: Any) -> float:
@@ -30,10 +30,17 @@ def _num(v: Any) -> float:
 def result_row(plan: RunPlan) -> dict[str, Any]:
     """One ``results.csv`` row from the run directory (grid values, then RESULT_COLUMNS).
 
-    The numbers are the reports' (:func:`ddl.report.stats.run_numbers`): ``true_gap`` is the analysis's
-    L_test − L_train (its training set: the clean training samples) when the run was analysed, else the final
-    evaluation's test − train loss; ``size`` = Σ_k σ_w,k; ``sharpness_top10`` the mean σ_g over the 10 directions
-    of largest Hessian eigenvalue; ``wall_s`` training plus analysis.  ``status``: the training status
+    The numbers are the reports' (:func:`ddl.report.stats.run_numbers`); each column means one thing and is
+    empty where that thing was not measured (never filled with another quantity):
+
+    * ``eval_gap``: the final evaluation's test − train loss (the evaluation subsets, labels as trained);
+    * ``layer``, ``true_gap`` …: the duality analysis of ``layer`` — ``true_gap`` its L_test − L_train (the clean
+      training set, the analysis test set), ``size`` = Σ_k σ_w,k, split into ``size_curved`` (λ > 0) and
+      ``size_null`` (λ ≈ 0: |λ| ≤ ``analysis.result.NULL_EIGENVALUE_RTOL`` × λ_max, whose σ_w depend on the
+      eigensolver's basis), ``sigma_g_top10`` the mean σ_g over the 10 directions of largest eigenvalue,
+      ``layer_lambda_max`` the analysed layer's largest Hessian eigenvalue (not the whole model's sharpness of
+      ``noise.jsonl``);
+    * ``wall_s``: training plus analysis.  ``status``: the training status
     (converged, max_epochs, diverged), ``failed`` (training raised), ``analysis_failed``, or ``pending`` (not
     run yet, or interrupted).
     """
@@ -47,13 +54,14 @@ def result_row(plan: RunPlan) -> dict[str, Any]:
     run = read_run(p)
     n = run_numbers(run)
     row.update(status=run.status, steps=int(n["steps"]), epochs=n["epochs"], train_loss=n["train_loss"],
-               test_loss=n["test_loss"], test_error=n["test_err"], true_gap=n["loss_gap"])
+               test_loss=n["test_loss"], test_error=n["test_err"], eval_gap=n["loss_gap"])
     wall = n["wall_time_s"]
     if run.duality is not None:
         d = run.duality
-        row.update(true_gap=n["true_gap"], aw_gap=n["pairwise_gap"], sharp_gap=n["sharp_gap"],
+        row.update(layer=d.layer, true_gap=n["true_gap"], aw_gap=n["pairwise_gap"], sharp_gap=n["sharp_gap"],
                    flat_gap=n["flat_gap"], n_sharp=int(d.n_sharp), size=n["sigma_w_sum"],
-                   sharpness_top10=n["sigma_g_top"], lambda_max=n["lambda_max"])
+                   size_curved=n["size_curved"], size_null=n["size_null"], sigma_g_top10=n["sigma_g_top"],
+                   layer_lambda_max=n["lambda_max"])
         wall += sum(_num(d.timings.get(k)) for k in ("total", "load", "figures") if k in d.timings)
     elif (p / "analysis-error.txt").is_file():
         row["status"] = "analysis_failed"
@@ -93,7 +101,7 @@ def run_line(plan: RunPlan, outcome: dict, done: int, total: int, eta: float) ->
     if row["test_error"] is not None:
         parts.append(f"test error {_num(row['test_error']):.4f}")
     if row["aw_gap"] is not None:
-        parts.append(f"gap {_num(row['true_gap']):.4g} (A-W {_num(row['aw_gap']):.4g})")
+        parts.append(f"true gap {_num(row['true_gap']):.4g} (A-W {_num(row['aw_gap']):.4g})")
     if row["wall_s"] is not None:
         parts.append(f"{row['wall_s']:.1f} s")
     return ", ".join(parts) + (f"; ETA {fmt_duration(eta)}" if done < total else "")

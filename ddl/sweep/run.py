@@ -54,16 +54,30 @@ class _Lock:
         self.f.close()
 
 
+def default_parallelism(n_cores: int, jobs: int | None = None) -> tuple[int, int]:
+    """(jobs, threads per run) when not given: one torch thread per run, as many runs at a time as cores; with
+    ``jobs`` given, the cores shared among them.
+
+    Measured (``benchmarks/bench_sweep.py``, ``benchmarks/results/sweep.json``; 2 cores): one thread per run was the
+    faster in every measurement — 3.9× over 1 run × 2 threads on the loaded box, where a 2-thread run competes with
+    other work for both cores, and 1.15× (2 runs × 1 thread against 1 × 2) on an idle one.  How many runs at a time
+    depends on the load: idle, two 1-thread runs use both cores; on the loaded box 1 run × 1 thread finished first
+    (1.29× over 2 × 1), the cores being taken by others already."""
+    jobs = n_cores if jobs is None else jobs
+    return jobs, max(1, n_cores // max(jobs, 1))
+
+
 def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executor: str = "local",
               address: str | None = None, threads: int | None = None, cpus_per_run: float | None = None,
-              gpus_per_run: float = 0.0, progress: bool = True, report: bool = True) -> SweepResult:
+              gpus_per_run: float = 0.0, progress: bool = True, report: bool = True,
+              baseline: str | None = None) -> SweepResult:
     """Run every planned run not done yet (see the module docstring), write ``results.csv`` and the report."""
     t0 = time.perf_counter()
     out = Path(out)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
     n_cores = cores()
-    jobs = n_cores if jobs is None else jobs
+    jobs, default_threads = default_parallelism(n_cores, jobs)
     if jobs < 1:
         raise ConfigError(f"--jobs: must be ≥ 1, got {jobs}")
     if executor == "ray":  # a run's threads follow the CPUs Ray gives it
@@ -72,7 +86,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         if cpus_per_run <= 0 or gpus_per_run < 0:
             raise ConfigError(f"--cpus-per-run: must be > 0, got {cpus_per_run}")
         threads = threads if threads is not None else max(1, int(cpus_per_run))
-    threads = threads if threads is not None else max(1, n_cores // jobs)
+    threads = threads if threads is not None else default_threads
     if threads < 1:
         raise ConfigError(f"--threads: must be ≥ 1, got {threads}")
     analysis = AnalysisRequest.resolve(spec.analysis) if spec.analyze else None
@@ -132,7 +146,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
         results = write_results(out, plans, grid_keys)
         rep = None
         if report:
-            rep = _build_report(out, progress)
+            rep = _build_report(out, progress, baseline)
     wall = time.perf_counter() - t0
     if progress:
         print(f"sweep: {len(todo)} run{'s' if len(todo) != 1 else ''} in {fmt_duration(wall)}, {skipped} skipped, "
@@ -141,9 +155,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, jobs: int | None = None, executo
     return SweepResult(out, plans, len(todo), skipped, failed, results, wall, rep)
 
 
-def _build_report(out: Path, progress: bool) -> Path:
+def _build_report(out: Path, progress: bool, baseline: str | None = None) -> Path:
     from ddl.report.sweep import build_sweep_report
 
     if progress:
         print("sweep: writing the report", file=sys.stderr, flush=True)
-    return build_sweep_report(out)
+    return build_sweep_report(out, baseline=baseline)
