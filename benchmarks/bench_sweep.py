@@ -8,14 +8,16 @@ median wall time is recorded with the load average before it; ``best`` names the
 one ``ddl sweep`` uses by default (:func:`ddl.sweep.run.default_parallelism`, which this benchmark checks).
 The Ray executor runs the same sweep on a local cluster it starts (``--cpus-per-run 1``, as many at a time as
 cores); its overhead per run is (Ray wall − the same jobs × threads on the local executor) / runs, cluster
-start-up included.  Writes ``benchmarks/results/sweep.json``.
+start-up included.  Writes ``benchmarks/results/sweep.json`` and its figure ``sweep.png`` (``--plot-only`` redraws
+the figure from the JSON without measuring).
 
-    PYTHONPATH=. python benchmarks/bench_sweep.py [--repeats 1] [--epochs 5] [--no-ray]
+    PYTHONPATH=. python benchmarks/bench_sweep.py [--repeats 1] [--epochs 5] [--no-ray] [--plot-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -23,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, write
+from matplotlib.figure import Figure
+
+from benchmarks.common import RESULTS, machine, write
 from ddl.sweep.plan import SweepSpec
 from ddl.sweep.run import default_parallelism, run_sweep
 
@@ -41,12 +45,38 @@ def settings_for(cores: int) -> dict[str, tuple[int, int]]:
     return {f"jobs{j}_threads{t}": (j, t) for j in powers for t in powers if j * t <= cores}
 
 
+def plot(payload: dict, path: Path) -> None:
+    """Bars: median wall time of the sweep per setting (dots: every repeat), the default of ``ddl sweep``
+    outlined, the load average before each setting in its label."""
+    names = list(payload["median_wall_s"])
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.subplots()
+    default = payload["default_of_ddl_sweep"]
+    for x, k in enumerate(names):
+        st = payload["settings"][k]
+        is_default = st["executor"] == "local" and (st["jobs"], st["threads"]) == (default["jobs"], default["threads"])
+        ax.bar(x, payload["median_wall_s"][k], color="C1" if st["executor"] == "ray" else "C0", alpha=0.7,
+               edgecolor="k" if is_default else "none", linewidth=2)
+        ax.plot([x] * len(payload["wall_s"][k]), payload["wall_s"][k], "k.")
+    labels = [f"{payload['settings'][k]['executor']}\n{payload['settings'][k]['jobs']} run(s) × "
+              f"{payload['settings'][k]['threads']} thread(s)\nload {payload['load_average_before_each'][k][0][0]:.0f}"
+              for k in names]
+    ax.set_xticks(range(len(names)), labels, fontsize=7)
+    ax.set_ylabel("wall time of the sweep (s)")
+    ax.set_title(f"{payload['sweep']}\n{payload['cores']} cores; outlined: ddl sweep's default", fontsize=8)
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--no-ray", action="store_true", help="leave out the Ray executor")
+    ap.add_argument("--plot-only", action="store_true", help="redraw sweep.png from sweep.json, measure nothing")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "sweep.json").read_text()), RESULTS / "sweep.png")
+        return
     spec = SweepSpec(base=dict(learners=1, batch_size=25, epochs=args.epochs, stop_loss=None, eval_every=args.epochs),
                      grid={"lr": [0.05, 0.1]}, seeds=[0, 1], analyze=False)
     runs = 4
@@ -100,6 +130,7 @@ def main() -> None:
         same = f"jobs{cores}_threads1"
         payload["ray_overhead_per_run_s"] = (med[ray[0]] - med[same]) / runs if same in med else None
     path = write("sweep.json", payload)
+    plot(payload, RESULTS / "sweep.png")
     print(", ".join(f"{k}: {v:.1f} s" for k, v in med.items()) + f"; best local {best}; wrote {path}")
 
 
