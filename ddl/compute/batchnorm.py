@@ -53,3 +53,33 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> int:
         model.train(was_training)
     model.eval()
     return batches
+
+
+class Recalibration:
+    """``--bn-recalibrate`` for one run: the training images w̄'s BatchNorm statistics are recomputed on (``x``;
+    None: the model has no BatchNorm or the option is off, and the learners' averaged statistics are kept)."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor | None, batch_size: int):
+        self.has_batchnorm = has_batchnorm(model)
+        self.x = x if self.has_batchnorm else None
+        self.batch_size = batch_size
+
+    @property
+    def active(self) -> bool:
+        return self.x is not None
+
+    def __call__(self, model: nn.Module) -> nn.Module:
+        """``model`` with recalibrated statistics when active (in place), else unchanged."""
+        if self.x is not None:
+            recalibrate_bn(model, self.x, self.batch_size)
+        return model
+
+    def info(self) -> dict | None:
+        """How w̄'s BatchNorm statistics were made, for summary.json (None: the model has none)."""
+        if not self.has_batchnorm:
+            return None
+        if self.x is None:
+            return {"statistics": "averaged"}
+        n = int(self.x.shape[0])
+        return {"statistics": "recalibrated", "samples": n, "batch_size": self.batch_size,
+                "batches": max(1, n // self.batch_size)}

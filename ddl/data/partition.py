@@ -58,3 +58,11 @@ def dirichlet_shards(labels: torch.Tensor, n: int, alpha: float, seed: int, min_
 def class_histograms(labels: torch.Tensor, shards: list[torch.Tensor], num_classes: int) -> list[list[int]]:
     """Per learner, the number of samples of each class in its shard ([n][classes])."""
     return [torch.bincount(labels[s], minlength=num_classes).tolist() for s in shards]
+
+
+def partition_record(labels: torch.Tensor, shards: list[torch.Tensor], alpha: float, min_size: int,
+                     num_classes: int) -> dict:
+    """What ``partition.json`` holds for Dirichlet shards: the parameters, shard sizes and class histograms."""
+    return {"partition": "dirichlet", "alpha": alpha, "min_size": min_size, "classes": num_classes,
+            "shard_sizes": [int(s.numel()) for s in shards],
+            "histograms": class_histograms(labels, shards, num_classes)}

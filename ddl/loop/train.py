@@ -27,13 +27,13 @@ from ddl.algorithms.asynchrony import EventSchedule
 from ddl.algorithms.schedule import learning_rate, weight_decay
 from ddl.algorithms.topology import make_topology
 from ddl.comm import Collective, SimCollective
-from ddl.compute.batchnorm import has_batchnorm, recalibrate_bn
+from ddl.compute.batchnorm import Recalibration, has_batchnorm
 from ddl.compute.flat import FlatSpec
 from ddl.compute.learners import LearnerGradients, evaluate
 from ddl.compute.stream import MinibatchStream, ShardStream
 from ddl.config import TrainConfig, resume_conflict
 from ddl.data import Dataset, augment_cifar, load_dataset, stratified_subset
-from ddl.data.partition import class_histograms, dirichlet_shards
+from ddl.data.partition import dirichlet_shards, partition_record
 from ddl.errors import ConfigError, RunDirError
 from ddl.loop.progress import progress_bar
 from ddl.measure.clock import ComputeModel, Network, RunClock, model_message_bytes
@@ -101,19 +101,14 @@ class Trainer:
             dropout=cfg.dropout, init=cfg.init, init_scale=cfg.init_scale, seed=cfg.seed, width=cfg.width,
         ).to(self.device, self.dtype)
         self.spec = FlatSpec.of(self.model)
-        # --bn-recalibrate: the training sample w̄'s BatchNorm statistics are recomputed on (None: not recalibrated)
-        self.bn_sample = None
-        if cfg.bn_recalibrate == "on" and has_batchnorm(self.model):
-            self.bn_sample = stratified_subset(d.y_train, cfg.bn_samples, cfg.seed, "bn-recalibrate").to(self.device)
+        bn_x = (self.x_train[stratified_subset(d.y_train, cfg.bn_samples, cfg.seed, "bn-recalibrate").to(self.device)]
+                if cfg.bn_recalibrate == "on" and has_batchnorm(self.model) else None)  # --bn-recalibrate's sample
+        self.recalibrated = Recalibration(self.model, bn_x, cfg.batch_size)
         self.partition: dict | None = None  # per-learner shards (non-IID data): written to partition.json
         if cfg.partition == "dirichlet":
             shards = dirichlet_shards(d.y_train, cfg.learners, cfg.dirichlet_alpha, cfg.seed, min_size=cfg.batch_size)
             self.stream = ShardStream(shards, cfg.batch_size, cfg.seed)
-            self.partition = {
-                "partition": cfg.partition, "alpha": cfg.dirichlet_alpha, "min_size": cfg.batch_size,
-                "classes": d.num_classes, "shard_sizes": [int(s.numel()) for s in shards],
-                "histograms": class_histograms(d.y_train, shards, d.num_classes),
-            }
+            self.partition = partition_record(d.y_train, shards, cfg.dirichlet_alpha, cfg.batch_size, d.num_classes)
         else:
             self.stream = MinibatchStream(d.n_train, cfg.learners, cfg.batch_size, cfg.seed)
         self.gradients = LearnerGradients(self.model, self.spec, cfg.sim_mode, cfg.amp)
@@ -202,12 +197,7 @@ class Trainer:
     def averaged_model(self) -> torch.nn.Module:
         """w̄ as a model: its BatchNorm statistics recalibrated (``--bn-recalibrate on``) or the averaged ones."""
         w_bar, bufs = self.averaged()
-        return self._recalibrated(self.spec.load(self.model, w_bar, bufs))
-
-    def _recalibrated(self, model: torch.nn.Module) -> torch.nn.Module:
-        if self.bn_sample is not None:
-            recalibrate_bn(model, self.x_train[self.bn_sample], self.cfg.batch_size)
-        return model
+        return self.recalibrated(self.spec.load(self.model, w_bar, bufs))
 
     def _eval_record(self, model: torch.nn.Module, suffix: str = "") -> dict:
         tr = evaluate(model, *_subset(self.x_train, self.y_train, self.eval_train))
@@ -223,8 +213,8 @@ class Trainer:
         if not self.comm.is_main:
             return {}
         model = self.spec.load(self.model, w_bar, bufs)
-        averaged_bn = self._eval_record(model, "_avg_bn") if self.bn_sample is not None else {}
-        rec = {**self._eval_record(self._recalibrated(model)), "consensus": cons, **averaged_bn}
+        averaged_bn = self._eval_record(model, "_avg_bn") if self.recalibrated.active else {}
+        rec = {**self._eval_record(self.recalibrated(model)), "consensus": cons, **averaged_bn}
         if not bool(self.data.clean_mask.all()):
             clean = self.data.clean_mask.to(self.device)
             rec["train_loss_clean"], rec["train_acc_clean"] = evaluate(model, self.x_train[clean], self.y_train[clean])
@@ -471,20 +461,9 @@ class Trainer:
         world = {"backend": self.cfg.backend, "workers": self.comm.world, "device": str(self.device)}
         if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted torchrun worker recognise its own run
             world["launch_id"] = os.environ["TORCHELASTIC_RUN_ID"]
-        self.files.write_config({**cfg, "ddl_version": __version__, "world": world, "mixing": self._mixing_info()})
-
-    def _mixing_info(self) -> dict | None:
-        """The DPSGD graph as run (grid, period, degree, spectral gap); None for SSGD."""
-        return self.topology.describe() if self.topology is not None else None
-
-    def _batchnorm_info(self) -> dict | None:
-        """How w̄'s BatchNorm statistics were made (None: the model has none)."""
-        if not has_batchnorm(self.model):
-            return None
-        if self.bn_sample is None:
-            return {"statistics": "averaged"}
-        return {"statistics": "recalibrated", "samples": int(self.bn_sample.numel()), "batch_size": self.cfg.batch_size,
-                "batches": max(1, int(self.bn_sample.numel()) // self.cfg.batch_size)}
+        # "mixing": the graph as run (grid, period, degree, spectral gap); None for algorithms without one
+        mixing = self.topology.describe() if self.topology is not None else None
+        self.files.write_config({**cfg, "ddl_version": __version__, "world": world, "mixing": mixing})
 
     def _finish(self, result: TrainResult, wall: float) -> None:
         w_bar, bufs = self.averaged()
@@ -493,7 +472,7 @@ class Trainer:
         M_all = self.comm.gather_rows(self.state.momentum) if self.state.momentum is not None else None
         if not self.comm.is_main:
             return
-        model = self._recalibrated(self.spec.load(self.model, w_bar, bufs))
+        model = self.recalibrated(self.spec.load(self.model, w_bar, bufs))
         averaged = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         learners = {
             "weights": W_all.cpu(), "buffers": {k: v.cpu() for k, v in B_all.items()},
@@ -506,7 +485,7 @@ class Trainer:
             "diverged_loss": result.diverged_loss, "wall_time_s": wall, "final": result.final,
             "steps_per_epoch": self.stream.steps_per_epoch,
             "spectral_gap": self.topology.spectral_gap if self.topology is not None else None,
-            "batchnorm": self._batchnorm_info(),
+            "batchnorm": self.recalibrated.info(),
         }
         if self.clock is not None:
             summary["sim_time_s"] = self.clock.at(result.steps, 0.0, 0) if self.clock.clock else None
