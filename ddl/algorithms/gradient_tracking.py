@@ -28,15 +28,18 @@ class GradientTracking(Algorithm):
     communication = Communication(neighbour_mixing=True, exchanges_per_step=2)
     identity = Identity(label="gradient tracking", color="C5", experiment_fields=("topology",))
 
+    @staticmethod
+    def _refuse_momentum(momentum: float) -> None:
+        if momentum:
+            raise ConfigError("--momentum: gradient_tracking takes no momentum (its update has none)")
+
     @classmethod
     def check_config(cls, cfg) -> None:
-        if cfg.momentum:
-            raise ConfigError("--momentum: gradient_tracking takes no momentum (its update has none)")
+        cls._refuse_momentum(cfg.momentum)
 
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq"):
         super().__init__(gradients, comm, momentum, weight_decay_kind)
-        if momentum:
-            raise ConfigError("--momentum: gradient_tracking takes no momentum (its update has none)")
+        self._refuse_momentum(momentum)  # also for direct construction, which skips check_config
         if topology is None:
             raise ValueError("gradient tracking needs a topology")
         self.mixer = Mixer(topology, comm)
