@@ -68,6 +68,16 @@ def test_the_verdict_needs_flatter_same_size_and_smaller_gap(dp, agrees):
     assert ("**agrees**" in line) is agrees
 
 
+@pytest.mark.parametrize("err_dp,caveat", [(0.3, True), (0.1, True), (0.05, False)])
+def test_a_smaller_gap_with_a_higher_test_error_is_said_to_be_a_worse_fit(err_dp, caveat):
+    """DPSGD's smaller gap at a higher test error is a worse fit of the training set, and the line says so."""
+    dp = _Fixed(sigma_g_top=0.5, sigma_w_sum=1.0, true_gap=0.1, test_err=err_dp, sharp_gap=0.05)
+    ss = _Fixed(sigma_g_top=1.0, sigma_w_sum=1.0, true_gap=0.2, test_err=0.1, sharp_gap=0.05)
+    c = Comparison(0.1, dp, ss)
+    assert c.agrees is True and c.dpsgd_better_error is (err_dp < 0.1)
+    assert ("worse fit of the training set" in c.lines()[0]) is caveat
+
+
 def test_bn_table_reads_both_accuracies():
     runs = [_run("a", model="resnet18", width=4, algo="ssgd", seed=0),
             _run("b", model="resnet18", width=4, algo="ssgd", seed=1)]

@@ -219,3 +219,24 @@ def test_production_lanczos_against_curvlinops_and_scipy(tmp_path):
             np.testing.assert_allclose(rec["top_eigenvalues"], ref, rtol=1e-6, atol=1e-10)
             assert rec["lanczos_converged"]
         tr.algo.step(tr.state, xs, ys, tr.cfg.lr, 0.0)
+
+
+def test_learners_at_the_average_skip_their_passes_with_the_same_record(tmp_path, monkeypatch):
+    """Learners that all sit at w̄ (SSGD) skip their own gradients and H·δw: the record is the full path's, field
+    for field, and the Hessian-vector pass over the learners is not run."""
+    import ddl.measure.noise as noise
+
+    tr = tiny_trainer(tmp_path, algo="ssgd")
+    xs, ys = tr.batch(0)
+    meter = meter_for(tr)
+    calls = []
+    full_hvp = meter._hvp_learners
+    meter._hvp_learners = lambda *a: calls.append(1) or full_hvp(*a)
+    fast = measure(meter, tr, 0, xs, ys)
+    assert calls == []
+    meter.warm_start = None
+    monkeypatch.setattr(noise.torch, "equal", lambda a, b: False)  # force the full path
+    slow = measure(meter, tr, 0, xs, ys)
+    assert calls == [1]
+    assert fast == slow
+    assert fast["dpsgd_noise_sq"] == 0.0 and fast["ssgd_noise_sq"] > 0

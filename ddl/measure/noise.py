@@ -138,10 +138,16 @@ class NoiseMeter:
         W, w_bar, xs = W.to(dt), w_bar.to(dt), xs.to(dt)
         bufs = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in bufs_bar.items()}
         delta = W - w_bar
-        G_own = self._grads_own(W, bufs, xs, ys)[0]
         # w̄ through the same batched kernel as the learners' weights: equal weights give bit-equal gradients
-        G_bar = self._grads_own(w_bar.expand_as(W).contiguous(), bufs, xs, ys)[0]
-        HD = self._hvp_learners(w_bar, delta, bufs, xs, ys)
+        W_bar = w_bar.expand_as(W).contiguous()
+        G_bar = self._grads_own(W_bar, bufs, xs, ys)[0]
+        if torch.equal(W, W_bar):
+            # this worker's learners all sit at w̄ (SSGD, or DPSGD before learners part): their own gradients
+            # are G_bar bit for bit and H·0 = 0, so the two costliest passes are skipped with the same record
+            G_own, HD = G_bar, torch.zeros_like(W)
+        else:
+            G_own = self._grads_own(W, bufs, xs, ys)[0]
+            HD = self._hvp_learners(w_bar, delta, bufs, xs, ys)
         sums = comm.allreduce_sum(torch.stack([(G_own - G_bar).sum(0), G_bar.sum(0), HD.sum(0)]))
         eta, g_mb, eta_lin = sums[0] / n, sums[1] / n, sums[2] / n
         # curvature at w̄ is computed on the main worker and broadcast, so every worker projects the same way

@@ -107,7 +107,20 @@ class Comparison:
         agree = [n for n, ok in (("flatter", flatter), ("same size", same_size), ("smaller gap", smaller_gap)) if ok]
         verdict = "agrees" if len(agree) == 3 else ("partly agrees (" + ", ".join(agree) + ")" if agree else
                                                      "does not agree")
-        return [f"- {head} " + "; ".join(parts) + f" → **{verdict}** with the claim."]
+        line = f"- {head} " + "; ".join(parts) + f" → **{verdict}** with the claim."
+        if smaller_gap and self.dpsgd_better_error is False:
+            # a gap is test minus training loss: a solution that fits the training set worse can have a smaller
+            # gap and still generalise worse, which is not the paper's "DPSGD generalises better"
+            line += (" But DPSGD's test error is not lower: its smaller gap comes with a worse fit of the "
+                     "training set, not a solution that generalises better.")
+        return [line]
+
+    @property
+    def dpsgd_better_error(self) -> bool | None:
+        """Whether DPSGD's mean test error is below SSGD's (None without both)."""
+        if self.dp is None or self.ss is None:
+            return None
+        return bool(self.stat(self.dp, "test_err")["mean"] < self.stat(self.ss, "test_err")["mean"])
 
     @property
     def agrees(self) -> bool | None:
@@ -153,6 +166,11 @@ class ModelCase:
             lines.append("- Verdict: " + (f"the claim holds at lr {', '.join(yes)}" if yes else "the claim holds at "
                                           "no learning rate tested")
                          + (f"; it does not at lr {', '.join(no)}" if no else "") + ".")
+            better = [f"{c.lr:g}" for c in decided if c.dpsgd_better_error]
+            worse = [f"{c.lr:g}" for c in decided if not c.dpsgd_better_error]
+            lines.append("- Test error (which algorithm generalises better here): DPSGD lower at lr "
+                         + (", ".join(better) if better else "none") + "; SSGD lower or equal at lr "
+                         + (", ".join(worse) if worse else "none") + ".")
         return lines
 
 
