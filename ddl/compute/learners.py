@@ -249,7 +249,7 @@ class LearnerGradients:
     def _loop(self, W, buffers, xs, ys):
         gs, losses, bufs = [], [], []
         for a in range(W.shape[0]):
-            w = W[a].detach().requires_grad_(True)
+            w = aligned_row(W, a).requires_grad_(True)
             own = {n: b[a].clone() for n, b in buffers.items()}
             out = self._forward(self.spec.unflatten(w), own, xs[a])
             loss = F.cross_entropy(out, ys[a])
@@ -259,6 +259,19 @@ class LearnerGradients:
             bufs.append(own)
         new_buffers = {n: torch.stack([b[n] for b in bufs]) for n in buffers}
         return torch.stack(gs), torch.stack(losses), new_buffers
+
+
+def aligned_row(W: torch.Tensor, a: int) -> torch.Tensor:
+    """Row ``a`` of the learners' [m, P] weight matrix as a fresh copy, detached.
+
+    Why a copy: a row view starts at byte offset a·P·itemsize, and for ResNet-18 and DenseNet-121 P ≡ 2 (mod 4),
+    so every odd learner's parameter views are 8- but not 16-byte aligned.  Kernels that take such a view as it is
+    (under channels_last the 1×1 convolution weights count as already contiguous) may issue 16-byte vector loads
+    at it — the suspected cause of the CUDA "misaligned address" of the per-learner loop at b = 512 (README,
+    Limitations; not reproduced, no GPU since).  A fresh allocation is aligned; the copy is P numbers per learner
+    per step, small beside its forward and backward pass.
+    """
+    return W[a].detach().clone()
 
 
 def evaluate(
