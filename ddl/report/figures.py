@@ -137,15 +137,20 @@ def fig_final(groups: list[Group]) -> Figure | None:
     return fig
 
 
+SIGMA_G_FLOOR = 1e-8  # σ_g axis floor, relative to the largest mean σ_g plotted
+
+
 def fig_sigma_g(groups: list[Group]) -> Figure | None:
     """σ_g,k against k (log-log, mean ± std over seeds) and σ_g against λ (log-log scatter, all seeds)."""
     with_d, fig, (ax1, ax2) = _duality_figure(groups, (11, 4.3), 2)
     if fig is None:
         return None
+    top = 0.0
     for g in with_d:
         b = direction_band(g.runs, "sigma_g")
         _band(ax1, b.where(b.mean > 0), g.color, _seeds_label(g))
         _mark_median_split(ax1, g)
+        top = max(top, float(np.nanmax(b.mean, initial=0.0)))
         first = True
         for d in g.dualities():
             lam, sg = sharpness_points(d)
@@ -156,6 +161,12 @@ def fig_sigma_g(groups: list[Group]) -> Figure | None:
     ax1.set_xlabel(DIRECTION_LABEL)
     ax1.set_ylabel(SIGMA_G_LABEL)
     ax1.set_title(r"sharpness determinant $\sigma_g$ (dotted: sharp | flat split)")
+    # numerically null directions (σ_g ~ 1e-50 where a layer has dead features) would squash every real curve
+    # into the top of the axis; the floor is stated on the figure
+    if top > 0 and ax1.get_ylim()[0] < top * SIGMA_G_FLOOR:
+        ax1.set_ylim(bottom=top * SIGMA_G_FLOOR)
+        ax1.text(0.99, 0.01, f"axis floor {SIGMA_G_FLOOR:g} × the largest σ_g", transform=ax1.transAxes,
+                 ha="right", va="bottom", fontsize=7, color="0.4")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel(EIGENVALUE_LABEL)
