@@ -410,6 +410,24 @@ def test_recipes_parse_and_plan(tmp_path):
         load_spec(bad)
 
 
+def test_deep_case_recipe_keeps_its_stated_sizing(tmp_path):
+    """The CPU case study as docs/case_study.md states it: the paper's B/N ratio, both models and algorithms at two
+    learning rates over 2 seeds, and ≥ 20 noise measurements in every run (steps as the data stream counts them)."""
+    from ddl.sweep.plan import load_spec
+
+    spec, _ = load_spec(Path(__file__).resolve().parents[1] / "launch" / "recipes" / "fashion_deep_case.yaml")
+    plans = plan_runs(spec, tmp_path / "case")
+    assert len(plans) == 16 and sorted(spec.seeds) == [0, 1]
+    for plan in plans:
+        cfg = plan.config
+        n_train = cfg.train_per_class * 10
+        assert 0.15 <= cfg.learners * cfg.batch_size / n_train <= 0.17  # the paper's 8192 / 50 000
+        steps = cfg.epochs * (n_train // (cfg.learners * cfg.batch_size))
+        assert len(range(0, steps, cfg.measure_noise)) >= 20
+    assert {p.config.model for p in plans} == {"resnet18", "densenet121"}
+    assert {p.config.algo for p in plans} == {"ssgd", "dpsgd"} and len({p.config.lr for p in plans}) == 2
+
+
 def test_grid_accepts_the_algorithm_fields():
     from ddl.sweep.grid import normalize_grid, parse_grid_item
 
