@@ -26,3 +26,32 @@ def small_cfg(tmp_path):
         return TrainConfig(**base)
 
     return make
+
+
+@pytest.fixture
+def trainers_after_steps(tmp_path):
+    """``run(shape, modes, steps, **cfg)``: one trainer per ``sim_mode`` in ``modes``, each after ``steps`` learner
+    steps (no weight decay) on the same seeded synthetic data of image shape ``shape`` (24 training images) —
+    for comparing the simulator's learner paths against each other."""
+    from ddl.config import TrainConfig
+    from ddl.data import Dataset
+    from ddl.loop.train import Trainer
+
+    def run(shape, modes, steps, **cfg):
+        g = torch.Generator().manual_seed(0)
+        n_tr = 24
+        data = Dataset("synthetic", torch.randn(n_tr, *shape, generator=g),
+                       torch.randint(0, 10, (n_tr,), generator=g), torch.randn(8, *shape, generator=g),
+                       torch.randint(0, 10, (8,), generator=g), torch.ones(n_tr, dtype=torch.bool),
+                       torch.zeros(n_tr, dtype=torch.long), 10)  # fmt: skip
+        out = {}
+        for mode in modes:
+            c = TrainConfig(**cfg, sim_mode=mode, progress=False, out=str(tmp_path / mode))
+            tr = Trainer(c, data=data)
+            for step in range(steps):
+                xs, ys = tr.batch(step)
+                tr.algo.step(tr.state, xs, ys, c.lr, 0.0)
+            out[mode] = tr
+        return out
+
+    return run

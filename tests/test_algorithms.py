@@ -130,25 +130,11 @@ def test_topologies_doubly_stochastic():
 
 
 @pytest.mark.parametrize("algo", ["ssgd", "dpsgd"])
-def test_vmap_equals_loop_resnet18_with_batchnorm(tmp_path, algo):
+def test_vmap_equals_loop_resnet18_with_batchnorm(trainers_after_steps, algo):
     """The vectorized learner step equals the per-learner loop on ResNet-18 (BatchNorm per learner)."""
-    from ddl.config import TrainConfig
-    from ddl.data import Dataset
-
-    g = torch.Generator().manual_seed(0)
-    n_tr = 24
-    data = Dataset("synthetic", torch.randn(n_tr, 3, 8, 8, generator=g), torch.randint(0, 10, (n_tr,), generator=g),
-                   torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g),
-                   torch.ones(n_tr, dtype=torch.bool), torch.zeros(n_tr, dtype=torch.long), 10)
-    res = {}
-    for mode in ("vmap", "loop"):
-        cfg = TrainConfig(algo=algo, learners=3, batch_size=4, lr=0.05, model="resnet18", sim_mode=mode,
-                          dtype="float64", progress=False, out=str(tmp_path / mode), momentum=0.9)
-        tr = Trainer(cfg, data=data)
-        for step in range(2):
-            xs, ys = tr.batch(step)
-            tr.algo.step(tr.state, xs, ys, cfg.lr, 0.0)
-        res[mode] = tr.state
+    trs = trainers_after_steps((3, 8, 8), ("vmap", "loop"), 2, algo=algo, learners=3, batch_size=4, lr=0.05,
+                               model="resnet18", dtype="float64", momentum=0.9)  # fmt: skip
+    res = {mode: tr.state for mode, tr in trs.items()}
     a, b = res["vmap"], res["loop"]
     assert (a.W - b.W).abs().max() <= 1e-8
     for k in a.buffers:

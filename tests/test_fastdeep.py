@@ -91,30 +91,15 @@ def test_unsupported_models_keep_their_paths():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
-def test_dpsgd_run_fast_equals_loop(tmp_path, name):
+def test_dpsgd_run_fast_equals_loop(trainers_after_steps, name):
     """A few DPSGD steps with momentum through the trainer: the stacked path's learners equal the loop's.
 
     In float64: with 4 images per learner BatchNorm is ill-conditioned enough that float32 rounding alone (1e-7
     after one step) grows to 1e-2 within three steps — for torch's own vmap path against the loop just the same."""
-    from ddl.config import TrainConfig
-    from ddl.data import Dataset
-    from ddl.loop.train import Trainer
-
-    g = torch.Generator().manual_seed(0)
-    n_tr = 24
-    data = Dataset("synthetic", torch.randn(n_tr, *SHAPE, generator=g), torch.randint(0, 10, (n_tr,), generator=g),
-                   torch.randn(8, *SHAPE, generator=g), torch.randint(0, 10, (8,), generator=g),
-                   torch.ones(n_tr, dtype=torch.bool), torch.zeros(n_tr, dtype=torch.long), 10)  # fmt: skip
-    res = {}
-    for mode in ("auto", "loop"):
-        cfg = TrainConfig(algo="dpsgd", learners=3, batch_size=4, lr=0.05, model=name, width=4, sim_mode=mode,
-                          dtype="float64", progress=False, out=str(tmp_path / mode), momentum=0.9)  # fmt: skip
-        tr = Trainer(cfg, data=data)
-        assert (tr.gradients.stacked is not None) == (mode == "auto")
-        for step in range(3):
-            xs, ys = tr.batch(step)
-            tr.algo.step(tr.state, xs, ys, cfg.lr, 0.0)
-        res[mode] = tr.state
+    trs = trainers_after_steps(SHAPE, ("auto", "loop"), 3, algo="dpsgd", learners=3, batch_size=4, lr=0.05,
+                               model=name, width=4, dtype="float64", momentum=0.9)  # fmt: skip
+    assert trs["auto"].gradients.stacked is not None and trs["loop"].gradients.stacked is None
+    res = {mode: tr.state for mode, tr in trs.items()}
     a, b = res["auto"], res["loop"]
     assert (a.W - b.W).abs().max() <= 1e-12
     assert (a.W[0] - a.W[1]).abs().max() > 1e-3
