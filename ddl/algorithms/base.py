@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from ddl.algorithms.communication import Communication, Identity
+from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.weight_decay import decay_gradient
 from ddl.comm.base import Collective
 from ddl.compute.learners import LearnerGradients
@@ -117,6 +118,12 @@ class Algorithm(ABC):
 
     # ---- the [m, P] output of a step, without a fresh allocation --------------------------------------
     _previous: torch.Tensor | None = None  # the weights before the last step: the next step's output buffer
+
+    def _neighbour_mixer(self, topology) -> Mixer:
+        """The mixer of an algorithm that averages with its neighbours, which needs a topology to do so."""
+        if topology is None:
+            raise ValueError(f"{self.identity.label} needs a topology")
+        return Mixer(topology, self.comm)
 
     def _output_buffer(self, W: torch.Tensor) -> torch.Tensor:
         """A tensor like ``W`` to write the new weights into: the previous step's weights when nobody else holds

@@ -22,7 +22,6 @@ import torch
 from ddl.algorithms import compression
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.communication import Communication, Identity
-from ddl.algorithms.mixing import Mixer
 from ddl.errors import ConfigError
 
 _VALUE_BYTES = {"float32": 4, "float64": 8}
@@ -56,11 +55,9 @@ class Choco(Algorithm):
                  compressor: str = "none", compress_ratio: float = 1.0, consensus_step: float = 1.0, seed: int = 0,
                  dtype: str = "float32"):
         super().__init__(gradients, comm, momentum, weight_decay_kind)
-        if topology is None:
-            raise ValueError("CHOCO-SGD needs a topology")
+        self.mixer = self._neighbour_mixer(topology)
         if topology.time_varying:
             raise ConfigError(f"--topology: choco needs a static graph, {topology.name} changes every step")
-        self.mixer = Mixer(topology, comm)
         self.value_bytes = _VALUE_BYTES[dtype]
         self.compressor = compression.Compressor(compressor, compress_ratio, seed, self.value_bytes)
         self.gamma = consensus_step

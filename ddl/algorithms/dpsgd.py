@@ -21,7 +21,6 @@ import torch
 
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.communication import Communication, Identity
-from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.weight_decay import decay_gradient
 
 
@@ -32,9 +31,7 @@ class DPSGD(Algorithm):
 
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq"):
         super().__init__(gradients, comm, momentum, weight_decay_kind)
-        if topology is None:
-            raise ValueError("DPSGD needs a topology")
-        self.mixer = Mixer(topology, comm)
+        self.mixer = self._neighbour_mixer(topology)
 
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float

@@ -18,7 +18,6 @@ import torch
 
 from ddl.algorithms.base import Algorithm, LearnerState
 from ddl.algorithms.communication import Communication, Identity
-from ddl.algorithms.mixing import Mixer
 from ddl.algorithms.weight_decay import decay_gradient
 from ddl.errors import ConfigError
 
@@ -40,9 +39,7 @@ class GradientTracking(Algorithm):
     def __init__(self, gradients, comm, momentum: float = 0.0, topology=None, weight_decay_kind: str = "l2sq"):
         super().__init__(gradients, comm, momentum, weight_decay_kind)
         self._refuse_momentum(momentum)  # also for direct construction, which skips check_config
-        if topology is None:
-            raise ValueError("gradient tracking needs a topology")
-        self.mixer = Mixer(topology, comm)
+        self.mixer = self._neighbour_mixer(topology)
 
     def step(
         self, state: LearnerState, xs: torch.Tensor, ys: torch.Tensor, lr: float, weight_decay: float
